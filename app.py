@@ -1,0 +1,23 @@
+"""CLIP Labeler: entry point. Navigation over pages/ and the sidebar model picker."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages.common import sidebar_model_picker
+
+st.set_page_config(page_title="CLIP Labeler", page_icon=":material/label:", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page(
+            "pages/single_image.py",
+            title="Single image",
+            icon=":material/image_search:",
+            default=True,
+        ),
+    ]
+)
+st.sidebar.title("CLIP Labeler")
+sidebar_model_picker()
+navigation.run()

@@ -1,0 +1,63 @@
+"""Settings read from the environment (CLIPLAB_*), gathered in one frozen dataclass.
+
+Every part of the app (pages, command line, tests) reads its settings through `load_settings`, so
+the contract in DESIGN.md lives in exactly one place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A CLIPLAB_* variable holds a value the app cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the app is configured to do; see DESIGN.md "Contracts"."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    data_dir: Path = Path("data")
+    allow_private_urls: bool = False
+
+    @property
+    def image_cache_dir(self) -> Path:
+        """Where downloaded images are kept so a re-run does not fetch them again."""
+        return self.data_dir / "cache" / "images"
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be on or off (1/0, true/false), not {raw!r}.")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the CLIPLAB_* variables (from `env`, default os.environ) into a Settings."""
+    env = os.environ if env is None else env
+    device = env.get("CLIPLAB_DEVICE", "auto").strip().lower() or "auto"
+    if device not in DEVICE_CHOICES:
+        raise SettingsError(
+            f"CLIPLAB_DEVICE must be one of {', '.join(DEVICE_CHOICES)}, not {device!r}."
+        )
+    return Settings(
+        model=env.get("CLIPLAB_MODEL", "").strip() or DEFAULT_MODEL,
+        device=device,
+        data_dir=Path(env.get("CLIPLAB_DATA_DIR", "").strip() or "data"),
+        allow_private_urls=_parse_bool(
+            "CLIPLAB_ALLOW_PRIVATE_URLS", env.get("CLIPLAB_ALLOW_PRIVATE_URLS", "0")
+        ),
+    )

@@ -1,0 +1,78 @@
+"""Turn bytes or PIL images of any kind into upright RGB images ready for CLIP.
+
+CLIP expects RGB. Product photos arrive as palette PNGs, transparent PNGs, CMYK JPEGs from print
+pipelines, 16-bit scans and phone photos rotated by an EXIF tag; each needs its own conversion to
+look the way a person sees it (transparent areas become white, not black).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_WHITE = (255, 255, 255, 255)
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not an image we can use; the message is short and human-readable."""
+
+
+def _has_transparency(img: Image.Image) -> bool:
+    return img.mode in _ALPHA_MODES or "transparency" in img.info
+
+
+def _wide_to_8bit(img: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer or float greyscale to 0..255 (PIL's own convert clips instead)."""
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        peak = 1.0 if values.size and values.max() <= 1.0 else 255.0
+    elif img.mode.startswith("I;16") or (values.size and values.max() > 255):
+        peak = 65535.0
+    else:
+        peak = 255.0
+    scaled = np.clip(values / peak * 255.0, 0, 255).round().astype(np.uint8)
+    return Image.fromarray(scaled)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Return `img` upright (EXIF orientation applied) in RGB, transparency composited on white."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode == "RGB":
+        return img
+    if img.mode in _WIDE_MODES:
+        return _wide_to_8bit(img).convert("RGB")
+    if _has_transparency(img):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _WHITE)
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    try:
+        return img.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ImageDecodeError(f"unsupported colour mode {img.mode}") from exc
+
+
+def decode_image(data: bytes, min_size: int | None = None) -> Image.Image:
+    """Decode `data` into an upright RGB image, or raise ImageDecodeError saying why not.
+
+    With `min_size`, JPEGs are decoded at a reduced scale (PIL draft mode) that keeps both sides
+    at least `min_size` pixels: CLIP looks at 224 px, so decoding 4000 px photos in full is waste.
+    Animated formats give their first frame.
+    """
+    if not data:
+        raise ImageDecodeError("empty file")
+    try:
+        img = Image.open(io.BytesIO(data))
+        if min_size and img.format == "JPEG":
+            img.draft("RGB", (min_size, min_size))
+        img.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError("image has too many pixels to decode safely") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not an image") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError("damaged or truncated image data") from exc
+    return to_rgb(img)

@@ -1,0 +1,87 @@
+"""Candidate labels and prompt templates: parsing, cleaning and validation.
+
+Labels come from a pasted list, a .txt file (one per line) or a .csv file (a `label` or
+`Product_category` column, else the first column), as the command-line contract in DESIGN.md says.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+CSV_LABEL_COLUMNS = ("label", "Product_category")
+
+
+class LabelsError(ValueError):
+    """Labels or templates cannot be used; the message says which and why."""
+
+
+def clean_labels(raw: Iterable[str]) -> list[str]:
+    """Trim whitespace, drop empty entries and case-insensitive duplicates (first one wins)."""
+    seen: set[str] = set()
+    labels = []
+    for item in raw:
+        label = item.strip()
+        if label and label.casefold() not in seen:
+            seen.add(label.casefold())
+            labels.append(label)
+    return labels
+
+
+def parse_labels_text(text: str) -> list[str]:
+    """Labels from text with one label per line."""
+    return clean_labels(text.splitlines())
+
+
+def _labels_from_csv(text: str) -> list[str]:
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return []
+    header = [name.strip() for name in rows[0]]
+    folded = [name.casefold() for name in header]
+    column = 0
+    for wanted in CSV_LABEL_COLUMNS:
+        if wanted.casefold() in folded:
+            column = folded.index(wanted.casefold())
+            break
+    return clean_labels(row[column] for row in rows[1:] if len(row) > column)
+
+
+def load_labels_file(path: str | Path) -> list[str]:
+    """Labels from a .txt (one per line) or .csv file; raises LabelsError with a clear reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelsError(f"Label file '{path}' does not exist.")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LabelsError(f"Label file '{path}' is not UTF-8 text.") from exc
+    labels = _labels_from_csv(text) if path.suffix.lower() == ".csv" else parse_labels_text(text)
+    if not labels:
+        raise LabelsError(f"Label file '{path}' holds no labels.")
+    return labels
+
+
+def validate_labels(labels: list[str]) -> list[str]:
+    """Refuse label lists that cannot give a meaningful ranking; return them unchanged."""
+    if len(labels) < 2:
+        raise LabelsError(
+            "Give at least two labels: CLIP's scores say how much better one label fits than "
+            "the others."
+        )
+    return labels
+
+
+def validate_templates(templates: Iterable[str]) -> list[str]:
+    """Trimmed, non-empty templates, each with a "{}" where the label goes."""
+    cleaned = [t.strip() for t in templates if t.strip()]
+    if not cleaned:
+        raise LabelsError('Give at least one prompt template, such as "a photo of a {}.".')
+    for template in cleaned:
+        if "{}" not in template:
+            raise LabelsError(
+                f'Prompt template "{template}" has no "{{}}" to show where the label goes.'
+            )
+    return cleaned

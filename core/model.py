@@ -1,0 +1,254 @@
+"""The CLIP engine: load a checkpoint once, encode images and labels, turn them into scores.
+
+Scores follow CLIP's definition, softmax(logit_scale * cosine similarity) over the candidate
+labels. Label embeddings are computed once per (labels, templates) and kept, because a label set
+is reused for every image while images change (see open_clip's build_zero_shot_classifier).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import AutoConfig, CLIPModel, CLIPProcessor
+
+DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
+_TEXT_BATCH = 256
+_LABEL_CACHE_SIZE = 32
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message is one sentence saying what to do."""
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    """One candidate label and its probability among all candidates."""
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Every label for one image, best first, with how long scoring took."""
+
+    ranked: list[LabelScore]
+    seconds: float
+    labels_from_cache: bool
+
+    def top(self, k: int = 5) -> list[LabelScore]:
+        """The k best labels."""
+        return self.ranked[:k]
+
+
+def quiet_library_logging() -> None:
+    """Silence transformers' load-time warnings and progress bars, which mean nothing to users."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def resolve_device(preference: str = "auto") -> torch.device:
+    """Pick cuda, then mps, then cpu for "auto"; refuse a named device that is not there."""
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not available.get(preference, False):
+        raise ModelLoadError(
+            f"Device {preference!r} was asked for (CLIPLAB_DEVICE) but is not available on this "
+            "machine; set CLIPLAB_DEVICE=auto or cpu."
+        )
+    return torch.device(preference)
+
+
+def render_prompt(template: str, label: str) -> str:
+    """Put `label` into `template` at "{}" (plain replacement, so braces in labels are safe)."""
+    return template.replace("{}", label)
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
+
+
+def _missing_model_message(name: str) -> str:
+    if Path(name).expanduser().exists():
+        return (
+            f"Model folder '{name}' is not a saved CLIP checkpoint (no usable config.json); "
+            "point CLIPLAB_MODEL at a folder written by save_pretrained."
+        )
+    if _looks_like_path(name):
+        return (
+            f"Model folder '{name}' does not exist; check the path, or give a Hugging Face "
+            "model id such as openai/clip-vit-base-patch32."
+        )
+    return (
+        f"Model '{name}' is not downloaded yet and could not be fetched from the Hugging Face "
+        "hub (no network, or no such model id); run once with network access to download it, "
+        "or set CLIPLAB_MODEL to a local folder holding a CLIP checkpoint."
+    )
+
+
+def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
+    """Load the CLIP checkpoint `name` (hub id or local folder) onto `device`.
+
+    Raises ModelLoadError with one clear sentence when it cannot be had; never falls back to
+    another model, because a silently different model would give silently different labels.
+    """
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(_missing_model_message(name)) from exc
+    if config.model_type != "clip":
+        raise ModelLoadError(
+            f"Model '{name}' is a {config.model_type!r} model, not a CLIP model; choose a CLIP "
+            "checkpoint such as openai/clip-vit-base-patch32."
+        )
+    torch_device = resolve_device(device)
+    try:
+        model = CLIPModel.from_pretrained(name)
+        processor = CLIPProcessor.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"Model '{name}' has a CLIP config but its weights or tokenizer/processor files "
+            "could not be loaded; re-download it or save it again with save_pretrained."
+        ) from exc
+    return ClipClassifier(model, processor, name=name, device=torch_device)
+
+
+class ClipClassifier:
+    """A loaded CLIP model with its processor: encodes images and labels, scores them.
+
+    Thread-safe for concurrent use by several Streamlit sessions: the label cache is guarded by a
+    lock, and inference needs no shared mutable state.
+    """
+
+    def __init__(
+        self, model: CLIPModel, processor: CLIPProcessor, name: str, device: torch.device
+    ) -> None:
+        self.name = name
+        self.device = device
+        self.dtype = torch.float16 if device.type == "cuda" else torch.float32
+        self.model = model.to(device=device, dtype=self.dtype).eval()
+        self.processor = processor
+        self.text_encoder_calls = 0
+        self._label_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def input_size(self) -> int:
+        """Side in pixels of the square the image processor feeds to the vision tower."""
+        crop = getattr(self.processor.image_processor, "crop_size", None) or {}
+        return int(crop.get("height", 224))
+
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's learned temperature, exp(logit_scale), capped at 100 as in the paper."""
+        return float(self.model.logit_scale.detach().float().exp().clamp(max=100.0))
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> torch.Tensor:
+        """L2-normalised image embeddings, one row per image, float32 on the CPU."""
+        rows = []
+        for start in range(0, len(images), batch_size):
+            batch = [img.convert("RGB") for img in images[start : start + batch_size]]
+            pixels = self.processor.image_processor(batch, return_tensors="pt")["pixel_values"]
+            pixels = pixels.to(device=self.device, dtype=self.dtype)
+            features = self.model.get_image_features(pixel_values=pixels).pooler_output
+            rows.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu())
+        if not rows:
+            return torch.empty((0, self.model.config.projection_dim))
+        return torch.cat(rows)
+
+    @torch.inference_mode()
+    def _encode_texts(self, texts: list[str]) -> torch.Tensor:
+        rows = []
+        for start in range(0, len(texts), _TEXT_BATCH):
+            tokens = self.processor.tokenizer(
+                texts[start : start + _TEXT_BATCH],
+                padding=True,
+                truncation=True,
+                return_tensors="pt",
+            ).to(self.device)
+            features = self.model.get_text_features(**tokens).pooler_output
+            rows.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu())
+            self.text_encoder_calls += 1
+        return torch.cat(rows)
+
+    def encode_labels(
+        self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
+    ) -> torch.Tensor:
+        """One L2-normalised embedding per label, the mean over all templates (CLIP ensembling).
+
+        Cached per (labels, templates), so scoring many images re-encodes no text.
+        """
+        if not labels:
+            raise ValueError("no labels to encode")
+        if not templates:
+            raise ValueError("no prompt templates")
+        key = (tuple(labels), tuple(templates))
+        with self._lock:
+            cached = self._label_cache.get(key)
+            if cached is not None:
+                self._label_cache.move_to_end(key)
+                return cached
+            prompts = [render_prompt(t, label) for t in templates for label in labels]
+            per_template = self._encode_texts(prompts).view(len(templates), len(labels), -1)
+            embeddings = torch.nn.functional.normalize(per_template.mean(dim=0), dim=-1)
+            self._label_cache[key] = embeddings
+            if len(self._label_cache) > _LABEL_CACHE_SIZE:
+                self._label_cache.popitem(last=False)
+            return embeddings
+
+    def predict_one(
+        self,
+        image: Image.Image,
+        labels: Sequence[str],
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+    ) -> Prediction:
+        """Score one image against the labels, timing it and noting whether text was re-encoded."""
+        calls_before = self.text_encoder_calls
+        started = time.perf_counter()
+        ranked = self.classify([image], labels, templates)[0]
+        seconds = time.perf_counter() - started
+        return Prediction(ranked, seconds, labels_from_cache=self.text_encoder_calls == calls_before)
+
+    def probabilities(
+        self, image_embeddings: torch.Tensor, label_embeddings: torch.Tensor
+    ) -> torch.Tensor:
+        """softmax(logit_scale * cosine): one row per image, one column per label, rows sum to 1."""
+        logits = self.logit_scale * image_embeddings @ label_embeddings.T
+        return logits.softmax(dim=-1)
+
+    def classify(
+        self,
+        images: Sequence[Image.Image],
+        labels: Sequence[str],
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        batch_size: int = 32,
+    ) -> list[list[LabelScore]]:
+        """For each image, every label with its probability, best first."""
+        label_embeddings = self.encode_labels(labels, templates)
+        probs = self.probabilities(self.encode_images(images, batch_size), label_embeddings)
+        return [rank_labels(labels, row.tolist()) for row in probs]
+
+
+def rank_labels(labels: Sequence[str], scores: Sequence[float]) -> list[LabelScore]:
+    """Pair labels with scores and sort best first (ties keep the labels' order)."""
+    ranked = sorted(zip(labels, scores), key=lambda pair: -pair[1])
+    return [LabelScore(label, float(score)) for label, score in ranked]

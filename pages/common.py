@@ -1,0 +1,193 @@
+"""UI helpers shared by app.py and the pages: the cached model and fetcher, the sidebar model
+picker, the image input (URL or upload) and the display of a prediction.
+
+Streamlit code only; the work itself is done by core/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+from PIL import Image
+
+from core.config import Settings, SettingsError, load_settings
+from core.download import FetchOptions, ImageFetcher
+from core.images import ImageDecodeError, decode_image
+from core.model import (
+    ClipClassifier,
+    LabelScore,
+    ModelLoadError,
+    Prediction,
+    load_classifier,
+    quiet_library_logging,
+)
+
+MODEL_KEY = "model_name"
+_FAILURES_KEY = "model_failures"
+IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
+SOURCE_URL, SOURCE_UPLOAD = "Paste a URL", "Upload a file"
+
+
+@st.cache_resource(show_spinner="Loading the CLIP model (the first time may download it)…")
+def _shared_classifier(name: str, device: str) -> ClipClassifier:
+    """One loaded copy of each model per process, shared by every browser session."""
+    quiet_library_logging()
+    return load_classifier(name, device)
+
+
+@st.cache_resource
+def _shared_fetcher(cache_dir: str, allow_private_urls: bool) -> ImageFetcher:
+    """One pooled downloader per process, with its disk cache under the data folder."""
+    settings = Settings(data_dir=Path(cache_dir))
+    options = FetchOptions.from_settings(settings, allow_private_urls=allow_private_urls)
+    return ImageFetcher(options)
+
+
+def app_settings() -> Settings:
+    """The CLIPLAB_* settings; a bad value stops the page with a clear message."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        st.error(f"Configuration problem: {exc}")
+        st.stop()
+
+
+def fetcher() -> ImageFetcher:
+    """The shared image downloader configured from the settings."""
+    settings = app_settings()
+    return _shared_fetcher(str(settings.data_dir), settings.allow_private_urls)
+
+
+def _load_selected_model(settings: Settings) -> tuple[ClipClassifier | None, str | None]:
+    """The model chosen in the sidebar, or the reason it could not be loaded.
+
+    A failure is remembered for this session, so a missing model does not cost a slow hub
+    round-trip on every rerun; "Try again" forgets it.
+    """
+    name = st.session_state.get(MODEL_KEY, "").strip() or settings.model
+    failures: dict[str, str] = st.session_state.setdefault(_FAILURES_KEY, {})
+    if name in failures:
+        return None, failures[name]
+    try:
+        return _shared_classifier(name, settings.device), None
+    except ModelLoadError as exc:
+        failures[name] = str(exc)
+        return None, str(exc)
+
+
+def sidebar_model_picker() -> None:
+    """Sidebar: which model is loaded, on which device, and a box to switch model."""
+    settings = app_settings()
+    st.session_state.setdefault(MODEL_KEY, settings.model)
+    with st.sidebar:
+        st.text_input(
+            "Model",
+            key=MODEL_KEY,
+            help="A Hugging Face model id (downloaded once, on first use) or a local folder "
+            "holding a CLIP checkpoint. Press Enter to switch.",
+        )
+        classifier, error = _load_selected_model(settings)
+        if classifier is not None:
+            precision = "half" if classifier.dtype == torch.float16 else "full"
+            st.caption(f"Loaded **{classifier.name}** on **{classifier.device.type}** ({precision} precision).")
+        else:
+            st.error(error)
+            if st.button("Try again", key="retry_model"):
+                st.session_state[_FAILURES_KEY].pop(st.session_state[MODEL_KEY].strip(), None)
+                st.rerun()
+
+
+def require_classifier() -> ClipClassifier:
+    """The loaded model, or stop the page with a pointer to the sidebar."""
+    classifier, _error = _load_selected_model(app_settings())
+    if classifier is None:
+        st.info("No model is loaded: see the message in the sidebar, then choose another model.")
+        st.stop()
+    return classifier
+
+
+def image_input(key: str) -> tuple[Image.Image | None, str]:
+    """An image from a pasted URL or a dropped file; shows any problem as an error.
+
+    Returns the image (None when there is none yet or it failed) and a short description.
+    """
+    source = st.radio(
+        "Image source", [SOURCE_URL, SOURCE_UPLOAD], horizontal=True, key=f"{key}_source"
+    )
+    if source == SOURCE_URL:
+        url = st.text_input(
+            "Image URL", key=f"{key}_url", placeholder="https://example.com/product.jpg"
+        ).strip()
+        if not url:
+            return None, ""
+        with st.spinner("Downloading the image…"):
+            result = fetcher().fetch(url)
+        if not result.ok:
+            st.error(f"Could not load the image: {result.error}.")
+            return None, url
+        return result.image, url
+    upload = st.file_uploader("Image file", type=IMAGE_TYPES, key=f"{key}_upload")
+    if upload is None:
+        return None, ""
+    try:
+        return decode_image(upload.getvalue()), upload.name
+    except ImageDecodeError as exc:
+        st.error(f"Could not read '{upload.name}' as an image: {exc}.")
+        return None, upload.name
+
+
+def top_labels_chart(ranked: list[LabelScore], k: int = 5) -> go.Figure:
+    """Horizontal bar chart of the k best labels, best on top, probabilities as percentages."""
+    top = ranked[:k]
+    figure = go.Figure(
+        go.Bar(
+            x=[item.score for item in top],
+            y=[item.label for item in top],
+            orientation="h",
+            text=[f"{item.score:.1%}" for item in top],
+            textposition="auto",
+            marker_color="#4f7cff",
+            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=f"Top {len(top)} labels",
+        xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
+        yaxis=dict(autorange="reversed"),
+        height=90 + 45 * len(top),
+        margin=dict(l=10, r=10, t=50, b=40),
+    )
+    return figure
+
+
+def show_prediction(prediction: Prediction, classifier: ClipClassifier) -> None:
+    """The top-5 chart, the time taken and a table of every label's score."""
+    best = prediction.ranked[0]
+    st.markdown(f"### {best.label} — {best.score:.1%}")
+    st.plotly_chart(top_labels_chart(prediction.ranked), key="top_labels_chart")
+    text_note = (
+        "label embeddings reused from cache"
+        if prediction.labels_from_cache
+        else "label embeddings computed"
+    )
+    st.caption(
+        f"Scored {len(prediction.ranked)} labels in {prediction.seconds * 1000:.0f} ms on "
+        f"{classifier.device.type} ({text_note})."
+    )
+    table = pd.DataFrame(
+        {"label": [item.label for item in prediction.ranked],
+         "probability": [item.score for item in prediction.ranked]}
+    )
+    table.index = range(1, len(table) + 1)
+    st.dataframe(
+        table,
+        column_config={
+            "probability": st.column_config.ProgressColumn(
+                "probability", format="percent", min_value=0.0, max_value=1.0
+            )
+        },
+    )

@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny random CLIP (built once, no hub), a loaded classifier, a loopback
+image server, and an isolated data folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Nothing in the tests may reach the Hugging Face hub: make any attempt fail at once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from core.model import ClipClassifier, load_classifier, quiet_library_logging  # noqa: E402
+from tests.image_server import ImageServer  # noqa: E402
+from tests.tiny_clip import build_tiny_clip  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random CLIP checkpoint with small towers, saved to a temporary folder."""
+    quiet_library_logging()
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def classifier(tiny_model_dir: Path) -> ClipClassifier:
+    """The tiny model loaded on the CPU (shared: tests must not rely on an empty label cache)."""
+    return load_classifier(str(tiny_model_dir), "cpu")
+
+
+@pytest.fixture
+def fresh_classifier(tiny_model_dir: Path) -> ClipClassifier:
+    """The tiny model freshly loaded, with an empty label cache and counters at zero."""
+    return load_classifier(str(tiny_model_dir), "cpu")
+
+
+@pytest.fixture
+def image_server() -> Iterator[ImageServer]:
+    """A loopback HTTP server with scripted routes; request counts start at zero."""
+    server = ImageServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path
+) -> Path:
+    """Settings for running the app or CLI on the tiny model with loopback URLs allowed."""
+    monkeypatch.setenv("CLIPLAB_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("CLIPLAB_DEVICE", "cpu")
+    monkeypatch.setenv("CLIPLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CLIPLAB_ALLOW_PRIVATE_URLS", "1")
+    return tmp_path / "data"

@@ -1,0 +1,200 @@
+"""The CLIP engine on the tiny random model: shapes, probabilities, ordering, caching, loading."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from core.images import decode_image, to_rgb
+from core.model import ModelLoadError, load_classifier, rank_labels, resolve_device
+from tests.images import encode, rotated_exif_bytes, two_tone
+
+LABELS = ["sneakers", "handbag", "wristwatch", "dress"]
+
+
+def solid(color, size=(48, 40)):
+    return Image.new("RGB", size, color)
+
+
+def test_image_embeddings_are_normalised_rows(classifier):
+    images = [solid((255, 0, 0)), solid((0, 255, 0)), solid((0, 0, 255))]
+    embeddings = classifier.encode_images(images, batch_size=2)
+    assert embeddings.shape == (3, classifier.model.config.projection_dim)
+    assert torch.allclose(embeddings.norm(dim=-1), torch.ones(3), atol=1e-5)
+
+
+def test_batching_does_not_change_embeddings(classifier):
+    images = [solid((i * 40, 255 - i * 40, 90)) for i in range(5)]
+    together = classifier.encode_images(images, batch_size=5)
+    one_by_one = classifier.encode_images(images, batch_size=1)
+    assert torch.allclose(together, one_by_one, atol=1e-5)
+
+
+def test_label_embeddings_shape_and_norm(classifier):
+    embeddings = classifier.encode_labels(LABELS)
+    assert embeddings.shape == (len(LABELS), classifier.model.config.projection_dim)
+    assert torch.allclose(embeddings.norm(dim=-1), torch.ones(len(LABELS)), atol=1e-5)
+
+
+def test_probabilities_sum_to_one_and_follow_clip_definition(classifier):
+    images = [solid((255, 0, 0)), solid((0, 0, 255))]
+    image_emb = classifier.encode_images(images)
+    label_emb = classifier.encode_labels(LABELS)
+    probs = classifier.probabilities(image_emb, label_emb)
+    assert probs.shape == (2, len(LABELS))
+    assert torch.allclose(probs.sum(dim=-1), torch.ones(2), atol=1e-5)
+    expected = (classifier.logit_scale * image_emb @ label_emb.T).softmax(dim=-1)
+    assert torch.allclose(probs, expected)
+
+
+def test_classify_ranks_every_label_best_first(classifier):
+    [ranked] = classifier.classify([solid((10, 120, 200))], LABELS)
+    scores = [item.score for item in ranked]
+    assert sorted(item.label for item in ranked) == sorted(LABELS)
+    assert scores == sorted(scores, reverse=True)
+    assert sum(scores) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_rank_labels_orders_by_score_and_keeps_ties_in_input_order():
+    ranked = rank_labels(["a", "b", "c", "d"], [0.1, 0.4, 0.1, 0.4])
+    assert [item.label for item in ranked] == ["b", "d", "a", "c"]
+
+
+def test_top_k_is_the_head_of_the_ranking(classifier):
+    prediction = classifier.predict_one(solid((1, 2, 3)), LABELS)
+    assert prediction.top(2) == prediction.ranked[:2]
+    assert len(prediction.top(10)) == len(LABELS)
+
+
+def test_same_input_gives_same_scores(tiny_model_dir):
+    first = load_classifier(str(tiny_model_dir), "cpu").classify([two_tone()], LABELS)
+    second = load_classifier(str(tiny_model_dir), "cpu").classify([two_tone()], LABELS)
+    assert first == second
+
+
+def test_text_encoder_runs_once_for_two_images_with_the_same_labels(fresh_classifier):
+    first = fresh_classifier.predict_one(solid((255, 0, 0)), LABELS)
+    second = fresh_classifier.predict_one(solid((0, 255, 0)), LABELS)
+    assert fresh_classifier.text_encoder_calls == 1
+    assert not first.labels_from_cache
+    assert second.labels_from_cache
+
+
+def test_new_labels_or_templates_are_encoded_again(fresh_classifier):
+    fresh_classifier.encode_labels(LABELS)
+    fresh_classifier.encode_labels(LABELS + ["scarf"])
+    fresh_classifier.encode_labels(LABELS, ["a product photo of a {}."])
+    assert fresh_classifier.text_encoder_calls == 3
+
+
+def test_template_ensembling_averages_normalised_embeddings(classifier):
+    templates = ["a photo of a {}.", "a product photo of a {}, on a white background."]
+    single = classifier.encode_labels(LABELS, templates[:1])
+    other = classifier.encode_labels(LABELS, templates[1:])
+    ensembled = classifier.encode_labels(LABELS, templates)
+    assert not torch.allclose(single, ensembled, atol=1e-4)
+    expected = torch.nn.functional.normalize((single + other) / 2, dim=-1)
+    assert torch.allclose(ensembled, expected, atol=1e-5)
+
+
+def test_labels_with_braces_are_inserted_literally(classifier):
+    assert classifier.encode_labels(["{x}", "a{}b"]).shape[0] == 2
+
+
+def test_empty_labels_or_templates_are_refused(classifier):
+    with pytest.raises(ValueError):
+        classifier.encode_labels([])
+    with pytest.raises(ValueError):
+        classifier.encode_labels(LABELS, [])
+
+
+def test_rgba_on_transparency_scores_like_the_same_picture_on_white(classifier):
+    rgba = Image.new("RGBA", (48, 40), (0, 0, 0, 0))
+    rgba.paste((255, 0, 0, 255), (10, 10, 30, 30))
+    on_white = Image.new("RGB", (48, 40), (255, 255, 255))
+    on_white.paste((255, 0, 0), (10, 10, 30, 30))
+    decoded = decode_image(encode(rgba))
+    assert torch.allclose(
+        classifier.encode_images([decoded]), classifier.encode_images([on_white]), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("mode", ["P", "CMYK", "LA", "I;16"])
+def test_any_mode_can_be_classified(classifier, mode):
+    base = Image.new("RGB", (40, 40), (120, 60, 200))
+    img = base.convert("I").convert("I;16") if mode == "I;16" else base.convert(mode)
+    [ranked] = classifier.classify([to_rgb(img)], LABELS)
+    assert sum(item.score for item in ranked) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_exif_rotated_photo_scores_like_the_upright_one(classifier):
+    upright = two_tone((60, 40)).rotate(-90, expand=True)
+    decoded = decode_image(rotated_exif_bytes(two_tone((60, 40))))
+    assert decoded.size == upright.size
+    a = classifier.encode_images([decoded])
+    b = classifier.encode_images([upright])
+    sideways = classifier.encode_images([two_tone((60, 40))])
+    assert (a @ b.T).item() > (a @ sideways.T).item()
+
+
+def test_cpu_model_runs_in_full_precision_and_eval_mode(classifier):
+    assert classifier.device.type == "cpu"
+    assert classifier.dtype == torch.float32
+    assert not classifier.model.training
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_model_runs_in_half_precision(tiny_model_dir):
+    gpu = load_classifier(str(tiny_model_dir), "cuda")
+    assert gpu.dtype == torch.float16
+    cpu = load_classifier(str(tiny_model_dir), "cpu")
+    images = [solid((200, 10, 10))]
+    assert torch.allclose(gpu.encode_images(images), cpu.encode_images(images), atol=2e-2)
+
+
+def test_auto_device_falls_back_to_cpu_without_accelerators(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+def test_asking_for_a_missing_device_is_a_clear_error():
+    with pytest.raises(ModelLoadError, match="CLIPLAB_DEVICE"):
+        resolve_device("cuda")
+
+
+def test_missing_local_folder_names_the_model(tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ModelLoadError) as error:
+        load_classifier(str(missing))
+    assert str(missing) in str(error.value)
+    assert "does not exist" in str(error.value)
+
+
+def test_folder_without_checkpoint_says_so(tmp_path):
+    with pytest.raises(ModelLoadError, match="not a saved CLIP checkpoint"):
+        load_classifier(str(tmp_path))
+
+
+def test_non_clip_checkpoint_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelLoadError, match="'bert' model, not a CLIP model"):
+        load_classifier(str(tmp_path))
+
+
+def test_unreachable_hub_model_says_what_to_do():
+    with pytest.raises(ModelLoadError) as error:
+        load_classifier("someone/clip-that-is-not-downloaded")
+    message = str(error.value)
+    assert "someone/clip-that-is-not-downloaded" in message
+    assert "CLIPLAB_MODEL" in message and "network" in message
+    assert "\n" not in message
+
+
+def test_checkpoint_without_processor_files_is_explained(tiny_model_dir, tmp_path):
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_bytes((tiny_model_dir / name).read_bytes())
+    with pytest.raises(ModelLoadError, match="tokenizer/processor"):
+        load_classifier(str(tmp_path))
