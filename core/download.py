@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from PIL import Image
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from core.config import Settings
@@ -207,15 +207,17 @@ class ImageFetcher:
             raise too_big
         body = bytearray()
         try:
-            for chunk in response.iter_content(chunk_size=64 * 1024):
+            # read1 returns as soon as any bytes arrive, so a server trickling its body cannot
+            # hold us past the deadline (a plain read(n) waits for all n bytes).
+            while chunk := response.raw.read1(64 * 1024, decode_content=True):
                 body.extend(chunk)
                 if len(body) > opts.max_bytes:
                     raise too_big
                 if time.monotonic() > deadline:
                     raise FetchError(f"timed out after {opts.total_timeout:g} s")
-        except requests.exceptions.RequestException as exc:
-            if exc.args and isinstance(exc.args[0], ReadTimeoutError):
-                raise FetchError(f"timed out after {opts.read_timeout:g} s") from exc
+        except ReadTimeoutError as exc:
+            raise FetchError(f"timed out after {opts.read_timeout:g} s") from exc
+        except (HTTPError, OSError) as exc:
             raise FetchError("connection lost while downloading") from exc
         return bytes(body)
 

@@ -1,0 +1,175 @@
+"""The app and its single-image page, driven with streamlit.testing.v1.AppTest."""
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages import common
+from tests.conftest import ROOT
+from tests.images import image_bytes
+
+TIMEOUT = 60
+
+
+def start_app(**state: object) -> AppTest:
+    """Run app.py once, with `state` put in session state first.
+
+    AppTest reruns a page file alone (skipping app.py and its sidebar) when the pages live in a
+    folder named pages/; the real server does not. So sidebar behaviour is checked on the first
+    run, with the sidebar's inputs preset here.
+    """
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def chart_spec(at: AppTest) -> dict:
+    [chart] = at.get("plotly_chart")
+    return json.loads(chart.proto.spec)
+
+
+def set_labels(at: AppTest, labels: list[str]) -> None:
+    at.text_area(key="single_labels").input("\n".join(labels)).run()
+
+
+def give_url(at: AppTest, url: str) -> None:
+    at.text_input(key="single_url").input(url).run()
+
+
+LABELS = ["sneakers", "handbag", "wristwatch", "dress", "scarf", "belt", "cap"]
+
+
+def test_sidebar_shows_the_loaded_model_and_device(app_env, tiny_model_dir):
+    at = start_app()
+    assert not at.exception
+    caption = " ".join(c.value for c in at.sidebar.caption)
+    assert str(tiny_model_dir) in caption and "cpu" in caption
+    assert at.sidebar.text_input(key=common.MODEL_KEY).value == str(tiny_model_dir)
+
+
+def test_url_and_labels_give_a_top5_chart_best_on_top(app_env, image_server):
+    at = start_app()
+    set_labels(at, LABELS)
+    give_url(at, image_server.url("/product.jpg"))
+    assert not at.exception and not at.error
+    spec = chart_spec(at)
+    bar = spec["data"][0]
+    assert bar["orientation"] == "h"
+    assert len(bar["y"]) == 5
+    assert bar["x"] == sorted(bar["x"], reverse=True)
+    assert spec["layout"]["yaxis"]["autorange"] == "reversed"  # first bar drawn on top
+    top_label = bar["y"][0]
+    assert any(m.value.startswith(f"### {top_label}") for m in at.markdown)
+    [table] = at.dataframe
+    assert len(table.value) == len(LABELS)
+    assert list(table.value["label"])[:5] == bar["y"]
+    assert any("ms on cpu" in c.value for c in at.caption)
+    assert len(at.image) == 1
+
+
+def test_uploaded_file_is_classified(app_env):
+    at = start_app()
+    at.radio(key="single_source").set_value("Upload a file").run()
+    at.file_uploader(key="single_upload").set_value(
+        ("shoe.png", image_bytes("PNG", color=(10, 200, 10)), "image/png")
+    ).run()
+    assert not at.exception and not at.error
+    assert len(chart_spec(at)["data"][0]["y"]) == 5
+
+
+def test_uploaded_non_image_shows_an_error(app_env):
+    at = start_app()
+    at.radio(key="single_source").set_value("Upload a file").run()
+    at.file_uploader(key="single_upload").set_value(("fake.png", b"<html>no</html>", "image/png")).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Could not read 'fake.png' as an image: not an image."]
+    assert not at.get("plotly_chart")
+
+
+@pytest.mark.parametrize(
+    "path_or_url, message",
+    [
+        ("/missing.png", "Could not load the image: HTTP 404."),
+        ("/page.html", "Could not load the image: not an image (text/html)."),
+        ("file:///etc/passwd", "Could not load the image: only http and https URLs are supported."),
+        ("/etc/passwd", "Could not load the image: only http and https URLs are supported."),
+    ],
+)
+def test_bad_url_shows_an_error_not_an_exception(app_env, image_server, path_or_url, message):
+    at = start_app()
+    served = path_or_url in ("/missing.png", "/page.html")
+    give_url(at, image_server.url(path_or_url) if served else path_or_url)
+    assert not at.exception
+    assert [e.value for e in at.error] == [message]
+    assert not at.get("plotly_chart")
+
+
+def test_changing_only_the_image_does_not_re_encode_the_labels(
+    app_env, image_server, tiny_model_dir
+):
+    labels = ["pleated skirt", "denim jacket", "ankle boot"]
+    at = start_app()
+    set_labels(at, labels)
+    give_url(at, image_server.url("/product.jpg"))
+    classifier = common._shared_classifier(str(tiny_model_dir), "cpu")
+    calls = classifier.text_encoder_calls
+    first = next(c.value for c in at.caption if "ms on cpu" in c.value)
+    assert "label embeddings computed" in first
+    give_url(at, image_server.url("/red.png"))
+    second = next(c.value for c in at.caption if "ms on cpu" in c.value)
+    assert "label embeddings reused from cache" in second
+    assert classifier.text_encoder_calls == calls
+
+
+@pytest.mark.parametrize(
+    "labels, templates, warning",
+    [
+        ("only one", "a photo of a {}.", "Give at least two labels"),
+        ("a\nb", "no placeholder", 'has no "{}"'),
+    ],
+)
+def test_unusable_labels_or_templates_warn(app_env, image_server, labels, templates, warning):
+    at = start_app()
+    at.text_area(key="single_labels").input(labels)
+    at.text_area(key="single_templates").input(templates).run()
+    give_url(at, image_server.url("/red.png"))
+    assert not at.exception
+    assert warning in " ".join(w.value for w in at.warning)
+    assert not at.get("plotly_chart")
+
+
+def test_switching_to_a_missing_model_explains_and_does_not_crash(app_env, tmp_path):
+    missing = str(tmp_path / "no-model-here")
+    at = start_app(**{common.MODEL_KEY: missing})
+    assert not at.exception
+    sidebar_errors = [e.value for e in at.sidebar.error]
+    assert len(sidebar_errors) == 1 and missing in sidebar_errors[0]
+    assert "does not exist" in sidebar_errors[0]
+    assert any("No model is loaded" in i.value for i in at.info)
+    assert at.sidebar.button(key="retry_model")
+    assert not at.text_area  # the page stops before asking for labels
+
+
+def test_a_failed_model_is_not_retried_until_asked(app_env, tmp_path, monkeypatch):
+    missing = str(tmp_path / "later")
+    at = start_app(**{common.MODEL_KEY: missing})
+    assert at.sidebar.error
+    tiny = tmp_path / "later"
+    (tiny / "config.json").parent.mkdir()
+    loads = []
+    real_load = common.load_classifier
+    monkeypatch.setattr(common, "load_classifier", lambda *a: loads.append(a) or real_load(*a))
+    at.run()
+    assert loads == []  # remembered failure: no new load attempt on a rerun
+    assert any("No model is loaded" in i.value for i in at.info)
+
+
+def test_switching_model_in_the_sidebar_loads_it(app_env, tmp_path):
+    from tests.tiny_clip import build_tiny_clip
+
+    other = build_tiny_clip(tmp_path / "other-model", seed=1)
+    at = start_app(**{common.MODEL_KEY: str(other)})
+    assert not at.exception and not at.sidebar.error
+    assert str(other) in " ".join(c.value for c in at.sidebar.caption)

@@ -1,0 +1,197 @@
+"""Image fetching against a real HTTP server on 127.0.0.1."""
+
+import time
+
+import pytest
+
+from core.config import Settings
+from core.download import MB, FetchOptions, ImageFetcher
+
+
+def make_fetcher(tmp_path=None, **overrides):
+    options = dict(
+        connect_timeout=2.0,
+        read_timeout=0.5,
+        total_timeout=5.0,
+        max_bytes=1 * MB,
+        retries=3,
+        backoff_factor=0.01,
+        allow_private_urls=True,
+        cache_dir=None if tmp_path is None else tmp_path / "cache",
+    )
+    options.update(overrides)
+    return ImageFetcher(FetchOptions(**options))
+
+
+@pytest.fixture
+def fetcher():
+    f = make_fetcher()
+    yield f
+    f.close()
+
+
+def test_image_is_fetched_and_decoded_to_rgb(fetcher, image_server):
+    result = fetcher.fetch(image_server.url("/red.png"))
+    assert result.ok and result.error is None
+    assert result.image.mode == "RGB"
+    assert result.image.getpixel((0, 0)) == (200, 30, 30)
+
+
+def test_404_is_a_short_error(fetcher, image_server):
+    result = fetcher.fetch(image_server.url("/missing.png"))
+    assert not result.ok
+    assert result.error == "HTTP 404"
+    assert image_server.hits["/missing.png"] == 1
+
+
+def test_500_then_200_is_retried(fetcher, image_server):
+    result = fetcher.fetch(image_server.url("/flaky.png"))
+    assert result.ok
+    assert image_server.hits["/flaky.png"] == 2
+
+
+def test_429_is_retried(fetcher, image_server):
+    assert fetcher.fetch(image_server.url("/ratelimited.png")).ok
+    assert image_server.hits["/ratelimited.png"] == 2
+
+
+def test_persistent_5xx_gives_up_after_the_retries(fetcher, image_server):
+    result = fetcher.fetch(image_server.url("/always503"))
+    assert result.error == "HTTP 503"
+    assert image_server.hits["/always503"] == 1 + fetcher.options.retries
+
+
+def test_retries_back_off_exponentially(image_server):
+    slow_backoff = make_fetcher(backoff_factor=0.2, retries=3)
+    started = time.monotonic()
+    slow_backoff.fetch(image_server.url("/always503"))
+    # urllib3 2 sleeps 0 after the first failure, then factor * 2**(n-1): 0 + 0.4 + 0.8 s.
+    assert time.monotonic() - started >= 1.15
+
+
+def test_slow_response_times_out(fetcher, image_server):
+    started = time.monotonic()
+    result = fetcher.fetch(image_server.url("/slow.png"))
+    assert result.error == "timed out after 0.5 s"
+    assert time.monotonic() - started < 1.9
+
+
+def test_trickling_body_is_bounded_by_the_total_deadline(image_server):
+    trickle = make_fetcher(read_timeout=1.0, total_timeout=0.5)
+    started = time.monotonic()
+    result = trickle.fetch(image_server.url("/drip.png"))
+    assert result.error == "timed out after 0.5 s"
+    assert time.monotonic() - started < 2.0
+
+
+def test_html_page_is_not_an_image(fetcher, image_server):
+    assert fetcher.fetch(image_server.url("/page.html")).error == "not an image (text/html)"
+
+
+def test_content_is_checked_by_decoding_not_by_content_type(fetcher, image_server):
+    assert fetcher.fetch(image_server.url("/mislabelled")).ok
+
+
+@pytest.mark.parametrize("path", ["/huge.png", "/huge-unannounced.png"])
+def test_oversized_bodies_are_refused(fetcher, image_server, path):
+    assert fetcher.fetch(image_server.url(path)).error == "larger than 1 MB"
+
+
+def test_default_size_limit_is_20_mb():
+    assert FetchOptions().max_bytes == 20 * MB
+
+
+def test_redirect_to_an_image_is_followed(fetcher, image_server):
+    result = fetcher.fetch(image_server.url("/redirect"))
+    assert result.ok
+    assert image_server.hits["/red.png"] == 1
+
+
+def test_redirect_loops_are_bounded(fetcher, image_server):
+    result = fetcher.fetch(image_server.url("/loop"))
+    assert result.error == "too many redirects (more than 5)"
+    assert image_server.hits["/loop"] == 6
+
+
+def test_second_fetch_comes_from_the_disk_cache(tmp_path, image_server):
+    first_fetcher = make_fetcher(tmp_path)
+    first = first_fetcher.fetch(image_server.url("/product.jpg"))
+    second = make_fetcher(tmp_path).fetch(image_server.url("/product.jpg"))
+    assert first.ok and not first.from_cache
+    assert second.ok and second.from_cache
+    assert image_server.hits["/product.jpg"] == 1
+    assert second.image.tobytes() == first.image.tobytes()
+
+
+def test_failures_are_not_cached(tmp_path, image_server):
+    cached = make_fetcher(tmp_path)
+    cached.fetch(image_server.url("/page.html"))
+    cached.fetch(image_server.url("/page.html"))
+    assert image_server.hits["/page.html"] == 2
+
+
+def test_corrupt_cache_entry_is_refetched(tmp_path, image_server):
+    cached = make_fetcher(tmp_path)
+    url = image_server.url("/red.png")
+    cached.fetch(url)
+    [entry] = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    entry.write_bytes(b"garbage")
+    result = cached.fetch(url)
+    assert result.ok and not result.from_cache
+    assert image_server.hits["/red.png"] == 2
+
+
+def test_fetch_many_returns_one_result_per_url_in_order(fetcher, image_server):
+    paths = ["/red.png", "/missing.png", "/page.html", "/product.jpg", "/red.png", "/flaky.png"]
+    results = fetcher.fetch_many([image_server.url(p) for p in paths], workers=4)
+    assert [r.url for r in results] == [image_server.url(p) for p in paths]
+    assert [r.ok for r in results] == [True, False, False, True, True, True]
+    assert results[1].error == "HTTP 404"
+    assert results[2].error == "not an image (text/html)"
+
+
+def test_fetch_many_uses_a_bounded_number_of_threads(fetcher, image_server):
+    urls = [image_server.url(f"/paced/{i}.png") for i in range(12)]
+    started = time.monotonic()
+    results = fetcher.fetch_many(urls, workers=3)
+    elapsed = time.monotonic() - started
+    assert all(r.ok for r in results)
+    assert image_server.max_active == 3
+    assert elapsed < 12 * 0.2  # ran in parallel
+
+
+def test_fetch_many_of_nothing_is_empty(fetcher):
+    assert fetcher.fetch_many([]) == []
+
+
+@pytest.mark.parametrize(
+    "url, error",
+    [
+        ("file:///etc/passwd", "only http and https URLs are supported"),
+        ("/etc/passwd", "only http and https URLs are supported"),
+        ("ftp://example.com/a.png", "only http and https URLs are supported"),
+        ("http://", "not a valid URL"),
+        ("", "no URL given"),
+    ],
+)
+def test_only_http_urls_are_fetched(fetcher, url, error):
+    assert fetcher.fetch(url).error == error
+
+
+def test_closed_port_is_a_connection_error(fetcher):
+    result = make_fetcher(retries=0).fetch("http://127.0.0.1:9/x.png")
+    assert result.error == "could not connect to 127.0.0.1"
+
+
+def test_private_addresses_are_refused_by_default(image_server):
+    default = ImageFetcher(FetchOptions(backoff_factor=0.01))
+    assert default.fetch(image_server.url("/red.png")).error == "refused: private address"
+    assert image_server.hits["/red.png"] == 0
+
+
+def test_options_from_settings_put_the_cache_under_the_data_dir(tmp_path):
+    settings = Settings(data_dir=tmp_path, allow_private_urls=True)
+    options = FetchOptions.from_settings(settings, read_timeout=3.0)
+    assert options.cache_dir == tmp_path / "cache" / "images"
+    assert options.allow_private_urls is True
+    assert options.read_timeout == 3.0
