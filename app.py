@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import sidebar_model_picker
+from pages.common import run_safely, sidebar_model_picker
 
 st.set_page_config(page_title="CLIP Labeler", page_icon=":material/label:", layout="wide")
 
@@ -19,5 +19,5 @@ navigation = st.navigation(
     ]
 )
 st.sidebar.title("CLIP Labeler")
-sidebar_model_picker()
-navigation.run()
+run_safely(sidebar_model_picker)
+run_safely(navigation.run)

@@ -246,9 +246,12 @@ class ImageFetcher:
             return None
 
     def _write_cache(self, url: str, data: bytes) -> None:
+        """Store validated bytes atomically (temporary file, then rename); a failure only
+        means no cache entry, never a failed fetch."""
         path = self._cache_path(url)
         if path is None:
             return
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
@@ -256,4 +259,5 @@ class ImageFetcher:
                 handle.write(data)
             os.replace(tmp, path)
         except OSError:
-            return
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)

@@ -123,10 +123,11 @@ def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
     try:
         model = CLIPModel.from_pretrained(name)
         processor = CLIPProcessor.from_pretrained(name)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # any failure here means this checkpoint is unusable as saved
         raise ModelLoadError(
             f"Model '{name}' has a CLIP config but its weights or tokenizer/processor files "
-            "could not be loaded; re-download it or save it again with save_pretrained."
+            f"could not be loaded ({type(exc).__name__}); re-download it or save it again with "
+            "save_pretrained."
         ) from exc
     return ClipClassifier(model, processor, name=name, device=torch_device)
 

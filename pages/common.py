@@ -6,6 +6,8 @@ Streamlit code only; the work itself is done by core/.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +28,7 @@ from core.model import (
     quiet_library_logging,
 )
 
+LOG = logging.getLogger("cliplab")
 MODEL_KEY = "model_name"
 _FAILURES_KEY = "model_failures"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
@@ -45,6 +48,22 @@ def _shared_fetcher(cache_dir: str, allow_private_urls: bool) -> ImageFetcher:
     settings = Settings(data_dir=Path(cache_dir))
     options = FetchOptions.from_settings(settings, allow_private_urls=allow_private_urls)
     return ImageFetcher(options)
+
+
+def run_safely(render: Callable[[], object]) -> None:
+    """Run `render`; an unexpected error becomes a plain message on the page, never a traceback.
+
+    The traceback goes to the server log for whoever runs the app. Streamlit's own st.stop and
+    st.rerun are BaseExceptions, so they pass through untouched.
+    """
+    try:
+        render()
+    except Exception as exc:
+        LOG.exception("Unexpected error while drawing the page")
+        st.error(
+            f"Something unexpected went wrong ({type(exc).__name__}). Nothing you entered is "
+            "lost: try again, or tell whoever runs this app; the details are in its log."
+        )
 
 
 def app_settings() -> Settings:
@@ -180,14 +199,14 @@ def show_prediction(prediction: Prediction, classifier: ClipClassifier) -> None:
     )
     table = pd.DataFrame(
         {"label": [item.label for item in prediction.ranked],
-         "probability": [item.score for item in prediction.ranked]}
+         "probability": [item.score * 100 for item in prediction.ranked]}
     )
     table.index = range(1, len(table) + 1)
     st.dataframe(
         table,
         column_config={
             "probability": st.column_config.ProgressColumn(
-                "probability", format="percent", min_value=0.0, max_value=1.0
+                "probability", format="%.1f%%", min_value=0.0, max_value=100.0
             )
         },
     )

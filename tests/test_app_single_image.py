@@ -65,6 +65,8 @@ def test_url_and_labels_give_a_top5_chart_best_on_top(app_env, image_server):
     [table] = at.dataframe
     assert len(table.value) == len(LABELS)
     assert list(table.value["label"])[:5] == bar["y"]
+    assert table.value["probability"].sum() == pytest.approx(100.0, abs=1e-3)
+    assert list(table.value["probability"])[:5] == pytest.approx([x * 100 for x in bar["x"]])
     assert any("ms on cpu" in c.value for c in at.caption)
     assert len(at.image) == 1
 
@@ -173,3 +175,19 @@ def test_switching_model_in_the_sidebar_loads_it(app_env, tmp_path):
     at = start_app(**{common.MODEL_KEY: str(other)})
     assert not at.exception and not at.sidebar.error
     assert str(other) in " ".join(c.value for c in at.sidebar.caption)
+
+
+def test_an_unexpected_error_is_a_plain_message_not_a_traceback(
+    app_env, image_server, monkeypatch
+):
+    from core.model import ClipClassifier
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("simulated failure deep in the model")
+
+    monkeypatch.setattr(ClipClassifier, "predict_one", broken)
+    at = start_app(single_url=image_server.url("/red.png"))
+    assert not at.exception
+    [error] = at.error
+    assert error.value.startswith("Something unexpected went wrong (RuntimeError).")
+    assert "simulated failure" not in error.value

@@ -198,3 +198,11 @@ def test_checkpoint_without_processor_files_is_explained(tiny_model_dir, tmp_pat
         (tmp_path / name).write_bytes((tiny_model_dir / name).read_bytes())
     with pytest.raises(ModelLoadError, match="tokenizer/processor"):
         load_classifier(str(tmp_path))
+
+
+def test_corrupt_weights_are_explained(tiny_model_dir, tmp_path):
+    for path in tiny_model_dir.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 100)
+    with pytest.raises(ModelLoadError, match="weights or tokenizer/processor files"):
+        load_classifier(str(tmp_path))
