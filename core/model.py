@@ -13,10 +13,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 from transformers import AutoConfig, CLIPModel, CLIPProcessor
+
+from core.images import to_rgb
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 _TEXT_BATCH = 256
@@ -104,6 +107,18 @@ def _missing_model_message(name: str) -> str:
     )
 
 
+def _from_pretrained(loader: Any, name: str) -> Any:
+    """Load from the local Hugging Face cache if it is there, else from the hub.
+
+    transformers asks the hub first and falls back to the cache only after several retries, so
+    an offline user with a downloaded model would wait half a minute on every start.
+    """
+    try:
+        return loader.from_pretrained(name, local_files_only=True)
+    except OSError:
+        return loader.from_pretrained(name)
+
+
 def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
     """Load the CLIP checkpoint `name` (hub id or local folder) onto `device`.
 
@@ -111,7 +126,7 @@ def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
     another model, because a silently different model would give silently different labels.
     """
     try:
-        config = AutoConfig.from_pretrained(name)
+        config = _from_pretrained(AutoConfig, name)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_missing_model_message(name)) from exc
     if config.model_type != "clip":
@@ -121,8 +136,8 @@ def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
         )
     torch_device = resolve_device(device)
     try:
-        model = CLIPModel.from_pretrained(name)
-        processor = CLIPProcessor.from_pretrained(name)
+        model = _from_pretrained(CLIPModel, name)
+        processor = _from_pretrained(CLIPProcessor, name)
     except Exception as exc:  # any failure here means this checkpoint is unusable as saved
         raise ModelLoadError(
             f"Model '{name}' has a CLIP config but its weights or tokenizer/processor files "
@@ -167,7 +182,10 @@ class ClipClassifier:
         """L2-normalised image embeddings, one row per image, float32 on the CPU."""
         rows = []
         for start in range(0, len(images), batch_size):
-            batch = [img.convert("RGB") for img in images[start : start + batch_size]]
+            batch = [
+                img if img.mode == "RGB" else to_rgb(img)
+                for img in images[start : start + batch_size]
+            ]
             pixels = self.processor.image_processor(batch, return_tensors="pt")["pixel_values"]
             pixels = pixels.to(device=self.device, dtype=self.dtype)
             features = self.model.get_image_features(pixel_values=pixels).pooler_output

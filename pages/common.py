@@ -43,11 +43,10 @@ def _shared_classifier(name: str, device: str) -> ClipClassifier:
 
 
 @st.cache_resource
-def _shared_fetcher(cache_dir: str, allow_private_urls: bool) -> ImageFetcher:
+def _shared_fetcher(data_dir: str, allow_private_urls: bool) -> ImageFetcher:
     """One pooled downloader per process, with its disk cache under the data folder."""
-    settings = Settings(data_dir=Path(cache_dir))
-    options = FetchOptions.from_settings(settings, allow_private_urls=allow_private_urls)
-    return ImageFetcher(options)
+    settings = Settings(data_dir=Path(data_dir), allow_private_urls=allow_private_urls)
+    return ImageFetcher(FetchOptions.from_settings(settings))
 
 
 def run_safely(render: Callable[[], object]) -> None:
@@ -98,6 +97,12 @@ def _load_selected_model(settings: Settings) -> tuple[ClipClassifier | None, str
         return None, str(exc)
 
 
+def _forget_model_failure() -> None:
+    """Let the next run try to load the chosen model again."""
+    name = st.session_state.get(MODEL_KEY, "").strip()
+    st.session_state.get(_FAILURES_KEY, {}).pop(name, None)
+
+
 def sidebar_model_picker() -> None:
     """Sidebar: which model is loaded, on which device, and a box to switch model."""
     settings = app_settings()
@@ -115,9 +120,7 @@ def sidebar_model_picker() -> None:
             st.caption(f"Loaded **{classifier.name}** on **{classifier.device.type}** ({precision} precision).")
         else:
             st.error(error)
-            if st.button("Try again", key="retry_model"):
-                st.session_state[_FAILURES_KEY].pop(st.session_state[MODEL_KEY].strip(), None)
-                st.rerun()
+            st.button("Try again", key="retry_model", on_click=_forget_model_failure)
 
 
 def require_classifier() -> ClipClassifier:

@@ -191,3 +191,16 @@ def test_an_unexpected_error_is_a_plain_message_not_a_traceback(
     [error] = at.error
     assert error.value.startswith("Something unexpected went wrong (RuntimeError).")
     assert "simulated failure" not in error.value
+
+
+def test_try_again_loads_a_model_that_has_appeared(app_env, tmp_path):
+    from tests.tiny_clip import build_tiny_clip
+
+    later = tmp_path / "arrives-later"
+    at = start_app(**{common.MODEL_KEY: str(later)})
+    assert at.sidebar.error
+    build_tiny_clip(later)
+    at.sidebar.button(key="retry_model").click().run()
+    assert not at.exception
+    assert not any("No model is loaded" in i.value for i in at.info)
+    assert at.text_area(key="single_labels")

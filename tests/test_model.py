@@ -206,3 +206,32 @@ def test_corrupt_weights_are_explained(tiny_model_dir, tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"\0" * 100)
     with pytest.raises(ModelLoadError, match="weights or tokenizer/processor files"):
         load_classifier(str(tmp_path))
+
+
+def test_a_model_in_the_hub_cache_loads_without_contacting_the_hub(
+    tiny_model_dir, tmp_path, image_server
+):
+    """Offline users with a downloaded model must not wait for the hub's retries."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    snapshot = tmp_path / "hf" / "hub" / "models--shop--tiny-clip" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    for path in tiny_model_dir.iterdir():
+        (snapshot / path.name).write_bytes(path.read_bytes())
+    refs = snapshot.parent.parent / "refs"
+    refs.mkdir()
+    (refs / "main").write_text("a" * 40)
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT=image_server.base)
+    code = "from core.model import load_classifier; print(load_classifier('shop/tiny-clip').name)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "shop/tiny-clip"
+    # huggingface_hub may still ask the endpoint for its agent-detection registry (best-effort
+    # telemetry, 3 s timeout); what matters is that no model file is requested.
+    assert [path for path in image_server.hits if "tiny-clip" in path] == []
