@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="hub id or local folder (default: CLIPLAB_MODEL)")
     predict.add_argument(
         "--template", action="append",
-        help='prompt template with {} for the label; repeat to ensemble (default "a photo of a {}.")',
+        help='prompt template with {} for the label; repeat to ensemble '
+        '(default "a photo of a {}.")',
     )
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     predict.set_defaults(handler=cmd_predict)

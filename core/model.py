@@ -125,8 +125,9 @@ def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
     Raises ModelLoadError with one clear sentence when it cannot be had; never falls back to
     another model, because a silently different model would give silently different labels.
     """
+    source = str(Path(name).expanduser()) if name.startswith("~") else name
     try:
-        config = _from_pretrained(AutoConfig, name)
+        config = _from_pretrained(AutoConfig, source)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_missing_model_message(name)) from exc
     if config.model_type != "clip":
@@ -136,8 +137,8 @@ def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
         )
     torch_device = resolve_device(device)
     try:
-        model = _from_pretrained(CLIPModel, name)
-        processor = _from_pretrained(CLIPProcessor, name)
+        model = _from_pretrained(CLIPModel, source)
+        processor = _from_pretrained(CLIPProcessor, source)
     except Exception as exc:  # any failure here means this checkpoint is unusable as saved
         raise ModelLoadError(
             f"Model '{name}' has a CLIP config but its weights or tokenizer/processor files "
@@ -209,6 +210,13 @@ class ClipClassifier:
             self.text_encoder_calls += 1
         return torch.cat(rows)
 
+    def has_label_embeddings(
+        self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
+    ) -> bool:
+        """Whether encode_labels would answer from its cache, without running the text tower."""
+        with self._lock:
+            return (tuple(labels), tuple(templates)) in self._label_cache
+
     def encode_labels(
         self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
     ) -> torch.Tensor:
@@ -241,11 +249,10 @@ class ClipClassifier:
         templates: Sequence[str] = DEFAULT_TEMPLATES,
     ) -> Prediction:
         """Score one image against the labels, timing it and noting whether text was re-encoded."""
-        calls_before = self.text_encoder_calls
+        cached = self.has_label_embeddings(labels, templates)
         started = time.perf_counter()
         ranked = self.classify([image], labels, templates)[0]
-        seconds = time.perf_counter() - started
-        return Prediction(ranked, seconds, labels_from_cache=self.text_encoder_calls == calls_before)
+        return Prediction(ranked, time.perf_counter() - started, labels_from_cache=cached)
 
     def probabilities(
         self, image_embeddings: torch.Tensor, label_embeddings: torch.Tensor
@@ -269,5 +276,5 @@ class ClipClassifier:
 
 def rank_labels(labels: Sequence[str], scores: Sequence[float]) -> list[LabelScore]:
     """Pair labels with scores and sort best first (ties keep the labels' order)."""
-    ranked = sorted(zip(labels, scores), key=lambda pair: -pair[1])
+    ranked = sorted(zip(labels, scores, strict=True), key=lambda pair: -pair[1])
     return [LabelScore(label, float(score)) for label, score in ranked]

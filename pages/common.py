@@ -97,10 +97,9 @@ def _load_selected_model(settings: Settings) -> tuple[ClipClassifier | None, str
         return None, str(exc)
 
 
-def _forget_model_failure() -> None:
-    """Let the next run try to load the chosen model again."""
-    name = st.session_state.get(MODEL_KEY, "").strip()
-    st.session_state.get(_FAILURES_KEY, {}).pop(name, None)
+def _forget_model_failures() -> None:
+    """Let the next run try loading models that failed before."""
+    st.session_state[_FAILURES_KEY] = {}
 
 
 def sidebar_model_picker() -> None:
@@ -117,10 +116,13 @@ def sidebar_model_picker() -> None:
         classifier, error = _load_selected_model(settings)
         if classifier is not None:
             precision = "half" if classifier.dtype == torch.float16 else "full"
-            st.caption(f"Loaded **{classifier.name}** on **{classifier.device.type}** ({precision} precision).")
+            st.caption(
+                f"Loaded **{classifier.name}** on **{classifier.device.type}** "
+                f"({precision} precision)."
+            )
         else:
             st.error(error)
-            st.button("Try again", key="retry_model", on_click=_forget_model_failure)
+            st.button("Try again", key="retry_model", on_click=_forget_model_failures)
 
 
 def require_classifier() -> ClipClassifier:

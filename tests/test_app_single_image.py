@@ -84,7 +84,8 @@ def test_uploaded_file_is_classified(app_env):
 def test_uploaded_non_image_shows_an_error(app_env):
     at = start_app()
     at.radio(key="single_source").set_value("Upload a file").run()
-    at.file_uploader(key="single_upload").set_value(("fake.png", b"<html>no</html>", "image/png")).run()
+    fake = ("fake.png", b"<html>no</html>", "image/png")
+    at.file_uploader(key="single_upload").set_value(fake).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["Could not read 'fake.png' as an image: not an image."]
     assert not at.get("plotly_chart")

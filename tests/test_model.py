@@ -235,3 +235,11 @@ def test_a_model_in_the_hub_cache_loads_without_contacting_the_hub(
     # huggingface_hub may still ask the endpoint for its agent-detection registry (best-effort
     # telemetry, 3 s timeout); what matters is that no model file is requested.
     assert [path for path in image_server.hits if "tiny-clip" in path] == []
+
+
+def test_a_folder_under_the_home_directory_can_be_given_with_a_tilde(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HOME", str(tiny_model_dir.parent))
+    loaded = load_classifier(f"~/{tiny_model_dir.name}", "cpu")
+    assert loaded.name == f"~/{tiny_model_dir.name}"
