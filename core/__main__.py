@@ -73,13 +73,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     prediction = classifier.predict_one(image, labels, templates)
     ranked, seconds = prediction.top(args.top_k), prediction.seconds
     if args.json:
-        print(json.dumps({
-            "image": args.image,
-            "model": model_name,
-            "device": str(classifier.device),
-            "seconds": round(seconds, 4),
-            "top": [{"label": item.label, "score": item.score} for item in ranked],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "image": args.image,
+                    "model": model_name,
+                    "device": str(classifier.device),
+                    "seconds": round(seconds, 4),
+                    "top": [{"label": item.label, "score": item.score} for item in ranked],
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{args.image}\nmodel {model_name} on {classifier.device}, {seconds:.2f} s\n")
         print(_format_table(ranked))
@@ -98,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=int, default=5, help="how many labels to show (5)")
     predict.add_argument("--model", help="hub id or local folder (default: CLIPLAB_MODEL)")
     predict.add_argument(
-        "--template", action="append",
-        help='prompt template with {} for the label; repeat to ensemble '
+        "--template",
+        action="append",
+        help="prompt template with {} for the label; repeat to ensemble "
         '(default "a photo of a {}.")',
     )
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")

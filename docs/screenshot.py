@@ -26,16 +26,36 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def product_image() -> bytes:
     """A blue t-shirt drawn on white, as a JPEG."""
     img = Image.new("RGB", (640, 640), "white")
     draw = ImageDraw.Draw(img)
-    shirt = [(200, 120), (260, 100), (290, 130), (350, 130), (380, 100), (440, 120), (530, 220),
-             (470, 270), (440, 240), (440, 560), (200, 560), (200, 240), (170, 270), (110, 220)]
+    shirt = [
+        (200, 120),
+        (260, 100),
+        (290, 130),
+        (350, 130),
+        (380, 100),
+        (440, 120),
+        (530, 220),
+        (470, 270),
+        (440, 240),
+        (440, 560),
+        (200, 560),
+        (200, 240),
+        (170, 270),
+        (110, 220),
+    ]
     draw.polygon(shirt, fill=(40, 90, 170), outline=(20, 50, 110))
     draw.arc((280, 95, 360, 160), 0, 180, fill=(20, 50, 110), width=6)
     buffer = io.BytesIO()
@@ -78,8 +98,9 @@ def free_port() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config-dir", type=Path,
-                        default=ROOT.parent / "shared/data/clip-vit-b32-tokenizer")
+    parser.add_argument(
+        "--config-dir", type=Path, default=ROOT.parent / "shared/data/clip-vit-b32-tokenizer"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs/single-image.png")
     args = parser.parse_args()
 
@@ -90,13 +111,33 @@ def main() -> None:
     server = serve(product_image())
     image_url = f"http://127.0.0.1:{server.server_address[1]}/blue-tshirt.jpg"
     port = free_port()
-    env = dict(os.environ, CLIPLAB_MODEL=str(model_dir), CLIPLAB_DATA_DIR=str(work / "data"),
-               CLIPLAB_ALLOW_PRIVATE_URLS="1", HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ,
+        CLIPLAB_MODEL=str(model_dir),
+        CLIPLAB_DATA_DIR=str(work / "data"),
+        CLIPLAB_ALLOW_PRIVATE_URLS="1",
+        HF_HUB_OFFLINE="1",
+    )
     app = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         with sync_playwright() as pw:

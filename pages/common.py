@@ -203,8 +203,10 @@ def show_prediction(prediction: Prediction, classifier: ClipClassifier) -> None:
         f"{classifier.device.type} ({text_note})."
     )
     table = pd.DataFrame(
-        {"label": [item.label for item in prediction.ranked],
-         "probability": [item.score * 100 for item in prediction.ranked]}
+        {
+            "label": [item.label for item in prediction.ranked],
+            "probability": [item.score * 100 for item in prediction.ranked],
+        }
     )
     table.index = range(1, len(table) + 1)
     st.dataframe(

@@ -48,9 +48,7 @@ def image_server() -> Iterator[ImageServer]:
 
 
 @pytest.fixture
-def app_env(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path
-) -> Path:
+def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path) -> Path:
     """Settings for running the app or CLI on the tiny model with loopback URLs allowed."""
     monkeypatch.setenv("CLIPLAB_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("CLIPLAB_DEVICE", "cpu")

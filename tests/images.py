@@ -22,8 +22,11 @@ def rotated_exif_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
 
 
 def image_bytes(
-    fmt: str = "PNG", color: tuple[int, ...] = (200, 30, 30), size: tuple[int, int] = (64, 48),
-    mode: str = "RGB", **save_args: object,
+    fmt: str = "PNG",
+    color: tuple[int, ...] = (200, 30, 30),
+    size: tuple[int, int] = (64, 48),
+    mode: str = "RGB",
+    **save_args: object,
 ) -> bytes:
     """Encode a solid-colour image in `fmt`."""
     return encode(Image.new(mode, size, color), fmt, **save_args)

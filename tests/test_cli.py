@@ -16,7 +16,11 @@ def run_cli(*args, env_extra=None):
     env = dict(os.environ, **(env_extra or {}))
     return subprocess.run(
         [sys.executable, "-m", "core", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -46,8 +50,19 @@ def test_predict_prints_the_top_k_table(app_env, labels_file, image_file):
 
 def test_predict_json_from_a_url_is_sorted_and_complete(app_env, labels_file, image_server):
     url = image_server.url("/product.jpg")
-    done = run_cli("predict", url, "--labels", str(labels_file), "--json", "--top-k", "6",
-                   "--template", "a photo of a {}.", "--template", "a {} on white")
+    done = run_cli(
+        "predict",
+        url,
+        "--labels",
+        str(labels_file),
+        "--json",
+        "--top-k",
+        "6",
+        "--template",
+        "a photo of a {}.",
+        "--template",
+        "a {} on white",
+    )
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert payload["image"] == url
@@ -73,8 +88,10 @@ def test_bad_input_is_one_clear_sentence_and_exit_1(
     app_env, labels_file, image_file, image_server, tmp_path, args, fragment
 ):
     values = {
-        "image": str(image_file), "labels": str(labels_file),
-        "missing": str(tmp_path / "missing"), "url404": image_server.url("/nope.png"),
+        "image": str(image_file),
+        "labels": str(labels_file),
+        "missing": str(tmp_path / "missing"),
+        "url404": image_server.url("/nope.png"),
     }
     done = run_cli(*[a.format(**values) if a.startswith("{") else a for a in args])
     assert done.returncode == 1

@@ -15,12 +15,14 @@ def test_defaults_follow_the_design_contract():
 
 
 def test_environment_overrides():
-    settings = load_settings({
-        "CLIPLAB_MODEL": " ./models/mine ",
-        "CLIPLAB_DEVICE": "CPU",
-        "CLIPLAB_DATA_DIR": "/srv/cliplab",
-        "CLIPLAB_ALLOW_PRIVATE_URLS": "yes",
-    })
+    settings = load_settings(
+        {
+            "CLIPLAB_MODEL": " ./models/mine ",
+            "CLIPLAB_DEVICE": "CPU",
+            "CLIPLAB_DATA_DIR": "/srv/cliplab",
+            "CLIPLAB_ALLOW_PRIVATE_URLS": "yes",
+        }
+    )
     assert settings.model == "./models/mine"
     assert settings.device == "cpu"
     assert settings.data_dir == Path("/srv/cliplab")

@@ -228,8 +228,9 @@ def test_a_model_in_the_hub_cache_loads_without_contacting_the_hub(
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT=image_server.base)
     code = "from core.model import load_classifier; print(load_classifier('shop/tiny-clip').name)"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "shop/tiny-clip"
     # huggingface_hub may still ask the endpoint for its agent-detection registry (best-effort
