@@ -210,6 +210,11 @@ class ClipClassifier:
             self.text_encoder_calls += 1
         return torch.cat(rows)
 
+    def clear_label_cache(self) -> None:
+        """Forget all cached label embeddings (they are recomputed on next use)."""
+        with self._lock:
+            self._label_cache.clear()
+
     def has_label_embeddings(
         self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
     ) -> bool:

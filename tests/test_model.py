@@ -81,6 +81,15 @@ def test_text_encoder_runs_once_for_two_images_with_the_same_labels(fresh_classi
     assert second.labels_from_cache
 
 
+def test_clearing_the_label_cache_encodes_again(fresh_classifier):
+    fresh_classifier.encode_labels(LABELS)
+    assert fresh_classifier.has_label_embeddings(LABELS)
+    fresh_classifier.clear_label_cache()
+    assert not fresh_classifier.has_label_embeddings(LABELS)
+    fresh_classifier.encode_labels(LABELS)
+    assert fresh_classifier.text_encoder_calls == 2
+
+
 def test_new_labels_or_templates_are_encoded_again(fresh_classifier):
     fresh_classifier.encode_labels(LABELS)
     fresh_classifier.encode_labels(LABELS + ["scarf"])

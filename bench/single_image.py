@@ -1,0 +1,68 @@
+"""Single-image latency with the real ViT-B/32 shapes: label embeddings computed vs cached.
+
+Random weights (no hub here) with the real tokenizer and preprocessing, so the timing is real
+even though the labels are not. Prints milliseconds per image and the ratio in one run.
+
+    python bench/single_image.py [--config-dir ../shared/data/clip-vit-b32-tokenizer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import CLIPConfig, CLIPModel, CLIPProcessor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.model import load_classifier, quiet_library_logging  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def median_ms(run, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config-dir", type=Path, default=ROOT.parent / "shared/data/clip-vit-b32-tokenizer"
+    )
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    quiet_library_logging()
+    torch.manual_seed(0)
+    folder = Path(tempfile.mkdtemp(prefix="vit-b32-"))
+    CLIPModel(CLIPConfig.from_pretrained(args.config_dir)).save_pretrained(folder)
+    CLIPProcessor.from_pretrained(args.config_dir).save_pretrained(folder)
+    classifier = load_classifier(str(folder), "cpu")
+    image = Image.new("RGB", (800, 800), (40, 90, 170))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, ViT-B/32 random weights")
+    print(f"{'labels':>7} {'computed ms':>12} {'cached ms':>10} {'ratio':>6}")
+    for count in (7, 196, 1000):
+        labels = [f"product category number {i}" for i in range(count)]
+        classifier.predict_one(image, labels)  # warm-up: first call pays one-off costs
+
+        def computed() -> None:
+            classifier.clear_label_cache()
+            classifier.predict_one(image, labels)
+
+        cold = median_ms(computed, args.repeats)
+        warm = median_ms(lambda: classifier.predict_one(image, labels), args.repeats)
+        print(f"{count:>7} {cold:>12.1f} {warm:>10.1f} {cold / warm:>5.1f}x")
+
+
+if __name__ == "__main__":
+    main()
