@@ -1,4 +1,8 @@
-"""Command line: `python -m core predict IMAGE --labels LABELS [--top-k 5] [--model M] [--json]`.
+"""Command line over the same core functions as the web pages:
+
+    python -m core predict IMAGE --labels LABELS [--top-k 5] [--model M] [--json]
+    python -m core classify --input IN.csv --labels LABELS --output OUT.csv [--url-column C]
+        [--model M] [--batch-size N] [--workers N] [--top-k K] [--resume]
 
 Uses the very same core functions as the web pages. Errors are one sentence on stderr and a
 non-zero exit code, never a traceback.
@@ -7,16 +11,26 @@ non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image
 
-from core.config import SettingsError, load_settings
+from core.config import Settings, SettingsError, load_settings
+from core.csv_input import CsvInputError, inspect_csv
 from core.download import FetchOptions, ImageFetcher
 from core.images import ImageDecodeError, decode_image
-from core.labels import LabelsError, load_labels_file, validate_labels, validate_templates
+from core.jobs import JobFolder, JobSpec, jobs_root
+from core.labels import (
+    LabelsError,
+    LabelSet,
+    load_labels_file,
+    validate_labels,
+    validate_templates,
+)
 from core.model import (
     DEFAULT_TEMPLATES,
     LabelScore,
@@ -24,6 +38,8 @@ from core.model import (
     load_classifier,
     quiet_library_logging,
 )
+from core.pipeline import BulkJob, Progress
+from core.storage import atomic_write_bytes
 
 
 class CliError(Exception):
@@ -91,6 +107,95 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label_sets(sources: list[str], templates: list[str] | None) -> tuple[LabelSet, ...]:
+    """One label set per --labels file, named after the file."""
+    chosen = tuple(validate_templates(templates or DEFAULT_TEMPLATES))
+    return tuple(
+        LabelSet(Path(source).stem, tuple(load_labels_file(source)), chosen).validated()
+        for source in sources
+    )
+
+
+def _cli_job_folder(settings: Settings, input_csv: Path, output: Path) -> JobFolder:
+    """The job folder of this input/output pair, so that --resume finds it again."""
+    key = f"{input_csv.resolve()}\n{output.resolve()}".encode()
+    digest = hashlib.sha1(key).hexdigest()[:10]
+    return JobFolder(jobs_root(settings.data_dir) / f"cli-{input_csv.stem[:30]}-{digest}")
+
+
+def _same_job(old: JobSpec, new: JobSpec) -> bool:
+    ignore = {"input_size", "input_mtime"}
+    strip = lambda spec: {k: v for k, v in spec.to_dict().items() if k not in ignore}  # noqa: E731
+    return strip(old) == strip(new)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Label every row of a CSV of image URLs; resumable; progress with tqdm."""
+    from tqdm import tqdm
+
+    settings = load_settings()
+    input_csv, output = Path(args.input), Path(args.output)
+    if args.batch_size < 1 or args.workers < 1 or args.top_k < 1:
+        raise CliError("--batch-size, --workers and --top-k must be at least 1.")
+    info = inspect_csv(input_csv)
+    url_column = args.url_column or info.url_column
+    if url_column is None:
+        raise CliError(
+            f"No column of image URLs found in '{input_csv}'; name it with --url-column "
+            f"(columns: {', '.join(info.columns)})."
+        )
+    if url_column not in info.columns:
+        raise CliError(
+            f"Column '{url_column}' is not in '{input_csv}' (columns: {', '.join(info.columns)})."
+        )
+    spec = JobSpec(
+        input_csv=str(input_csv.resolve()),
+        url_column=url_column,
+        label_sets=_label_sets(args.labels, args.template),
+        model=args.model or settings.model,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        workers=args.workers,
+    ).with_input_fingerprint()
+    folder = _cli_job_folder(settings, input_csv, output)
+    if args.resume and folder.exists():
+        if not _same_job(folder.spec(), spec):
+            raise CliError(
+                "The unfinished job for this input and output used other settings (labels, "
+                "model, column, batch size...); run again without --resume to start over."
+            )
+        spec = folder.spec()
+    else:
+        folder.reset()
+        folder.write_spec(spec)
+    quiet_library_logging()
+    classifier = load_classifier(spec.model, settings.device)
+    options = FetchOptions.from_settings(settings, min_size=classifier.input_size)
+    fetcher = ImageFetcher(options, pool_size=spec.workers)
+    started = time.perf_counter()
+    with tqdm(total=info.rows, unit="img", desc="labelling", dynamic_ncols=True) as bar:
+
+        def show(progress: Progress) -> None:
+            bar.n = progress.done
+            bar.set_postfix(failed=progress.failed, refresh=False)
+            bar.refresh()
+
+        try:
+            state = BulkJob(folder, classifier, fetcher, on_progress=show).run(resume=args.resume)
+        except KeyboardInterrupt:
+            raise CliError("Interrupted; run the same command with --resume to continue.") from None
+        finally:
+            fetcher.close()
+    atomic_write_bytes(output, folder.results_path.read_bytes())
+    seconds = time.perf_counter() - started
+    print(
+        f"Labelled {state.rows_done} rows ({state.rows_failed} failed) in {seconds:.1f} s "
+        f"-> {output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for all subcommands."""
     parser = argparse.ArgumentParser(
@@ -110,6 +215,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     predict.set_defaults(handler=cmd_predict)
+
+    classify = commands.add_parser("classify", help="label every row of a CSV of image URLs")
+    classify.add_argument("--input", required=True, help="CSV with a column of image URLs")
+    classify.add_argument(
+        "--labels",
+        required=True,
+        action="append",
+        help=".txt or .csv of labels; repeat for several label sets (e.g. category, colour)",
+    )
+    classify.add_argument("--output", required=True, help="where to write the labelled CSV")
+    classify.add_argument("--url-column", help="column with the image URLs (default: detected)")
+    classify.add_argument("--model", help="hub id or local folder (default: CLIPLAB_MODEL)")
+    classify.add_argument("--batch-size", type=int, default=32, help="images per model batch")
+    classify.add_argument("--workers", type=int, default=16, help="parallel downloads")
+    classify.add_argument("--top-k", type=int, default=5, help="labels kept in top_categories")
+    classify.add_argument("--template", action="append", help="prompt template(s), as for predict")
+    classify.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run of the same command"
+    )
+    classify.set_defaults(handler=cmd_classify)
     return parser
 
 
@@ -118,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (CliError, LabelsError, ModelLoadError, SettingsError) as exc:
+    except (CliError, CsvInputError, LabelsError, ModelLoadError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 import socket
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,7 @@ from urllib3.util.retry import Retry
 
 from core.config import Settings
 from core.images import ImageDecodeError, decode_image
+from core.storage import atomic_write_bytes
 
 MB = 1024 * 1024
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -246,18 +245,11 @@ class ImageFetcher:
             return None
 
     def _write_cache(self, url: str, data: bytes) -> None:
-        """Store validated bytes atomically (temporary file, then rename); a failure only
-        means no cache entry, never a failed fetch."""
+        """Store validated bytes atomically; a failure only means no cache entry."""
         path = self._cache_path(url)
         if path is None:
             return
-        tmp = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, data)
         except OSError:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
+            return

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 CSV_LABEL_COLUMNS = ("label", "Product_category")
@@ -85,3 +87,35 @@ def validate_templates(templates: Iterable[str]) -> list[str]:
                 f'Prompt template "{template}" has no "{{}}" to show where the label goes.'
             )
     return cleaned
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """A named list of candidate labels with the prompt templates to ensemble."""
+
+    name: str
+    labels: tuple[str, ...]
+    templates: tuple[str, ...] = ("a photo of a {}.",)
+
+    @property
+    def column_prefix(self) -> str:
+        """The set's name made safe for output column names (e.g. "Base colour" -> base_colour)."""
+        return re.sub(r"[^0-9a-z]+", "_", self.name.casefold()).strip("_") or "labels"
+
+    def validated(self) -> LabelSet:
+        """This set, cleaned, or LabelsError naming the set when it cannot be used."""
+        try:
+            labels = tuple(validate_labels(clean_labels(self.labels)))
+            templates = tuple(validate_templates(self.templates))
+        except LabelsError as exc:
+            raise LabelsError(f"Label set '{self.name}': {exc}") from exc
+        return LabelSet(self.name.strip() or "labels", labels, templates)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {"name": self.name, "labels": list(self.labels), "templates": list(self.templates)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> LabelSet:
+        """Inverse of to_dict."""
+        return cls(str(data["name"]), tuple(data["labels"]), tuple(data["templates"]))  # type: ignore[arg-type]

@@ -178,19 +178,37 @@ class ClipClassifier:
         """CLIP's learned temperature, exp(logit_scale), capped at 100 as in the paper."""
         return float(self.model.logit_scale.detach().float().exp().clamp(max=100.0))
 
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Resize, crop and normalise images into the vision tower's input (CPU, float32).
+
+        Holds no state, so download threads can run it in parallel with the model.
+        """
+        rgb = [img if img.mode == "RGB" else to_rgb(img) for img in images]
+        return self.processor.image_processor(rgb, return_tensors="pt")["pixel_values"]
+
     @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor, pad_to: int | None = None) -> torch.Tensor:
+        """L2-normalised embeddings for preprocessed images, float32 on the CPU.
+
+        With `pad_to`, a smaller batch is padded to that size: the model then always runs on the
+        same shapes, so an image's embedding does not depend on which images share its batch
+        (CPU kernels give slightly different sums for different batch sizes). Bulk jobs rely on
+        this to make a resumed run identical to an uninterrupted one.
+        """
+        count = pixels.shape[0]
+        if pad_to is not None and count < pad_to:
+            padding = pixels.new_zeros((pad_to - count, *pixels.shape[1:]))
+            pixels = torch.cat([pixels, padding])
+        pixels = pixels.to(device=self.device, dtype=self.dtype)
+        features = self.model.get_image_features(pixel_values=pixels).pooler_output[:count]
+        return torch.nn.functional.normalize(features.float(), dim=-1).cpu()
+
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> torch.Tensor:
         """L2-normalised image embeddings, one row per image, float32 on the CPU."""
-        rows = []
-        for start in range(0, len(images), batch_size):
-            batch = [
-                img if img.mode == "RGB" else to_rgb(img)
-                for img in images[start : start + batch_size]
-            ]
-            pixels = self.processor.image_processor(batch, return_tensors="pt")["pixel_values"]
-            pixels = pixels.to(device=self.device, dtype=self.dtype)
-            features = self.model.get_image_features(pixel_values=pixels).pooler_output
-            rows.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu())
+        rows = [
+            self.encode_pixels(self.preprocess(images[start : start + batch_size]))
+            for start in range(0, len(images), batch_size)
+        ]
         if not rows:
             return torch.empty((0, self.model.config.projection_dim))
         return torch.cat(rows)

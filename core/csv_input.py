@@ -1,0 +1,119 @@
+"""Reading the user's CSV for a bulk job: checks, URL-column detection, streaming in chunks.
+
+Values are read as text exactly as written (no "nan", no 00123 -> 123), because the output must
+carry every original column unchanged. Nothing here holds the whole file in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+URL_COLUMN_NAMES = ("product_main_image_url", "image_url", "imageurl", "image", "url", "img_url")
+_URL_PATTERN = re.compile(r"^\s*https?://\S+\s*$", re.IGNORECASE)
+ENCODING = "utf-8-sig"
+
+
+class CsvInputError(ValueError):
+    """The CSV cannot be used for a job; the message is one sentence saying why."""
+
+
+@dataclass(frozen=True)
+class CsvInfo:
+    """What a job needs to know about its input before it starts."""
+
+    path: Path
+    columns: list[str]
+    rows: int
+    url_column: str | None
+
+
+def _read_head(path: Path, rows: int) -> pd.DataFrame:
+    return pd.read_csv(
+        path,
+        nrows=rows,
+        dtype=str,
+        keep_default_na=False,
+        encoding=ENCODING,
+        skipinitialspace=False,
+    )
+
+
+def preview(path: str | Path, rows: int = 10) -> pd.DataFrame:
+    """The first `rows` rows as text (for showing the user what was uploaded)."""
+    return _read_head(Path(path), rows)
+
+
+def looks_like_url(value: str) -> bool:
+    """True for an http(s) URL with no spaces inside."""
+    return bool(_URL_PATTERN.match(value or ""))
+
+
+def detect_url_column(frame: pd.DataFrame) -> str | None:
+    """The column holding image URLs: a well-known name first, else the column whose sample
+    values are mostly http(s) URLs; None when no column qualifies."""
+    by_folded = {str(name).strip().casefold(): name for name in frame.columns}
+    for wanted in URL_COLUMN_NAMES:
+        if wanted in by_folded:
+            return by_folded[wanted]
+    for name in frame.columns:
+        folded = str(name).casefold()
+        if "url" in folded and ("image" in folded or "img" in folded or "photo" in folded):
+            return name
+    best, best_share = None, 0.5
+    for name in frame.columns:
+        values = [v for v in frame[name].tolist() if str(v).strip()]
+        if values:
+            share = sum(looks_like_url(str(v)) for v in values) / len(values)
+            if share > best_share:
+                best, best_share = name, share
+    return best
+
+
+def count_rows(path: str | Path) -> int:
+    """Number of data rows (quoted newlines counted correctly), streaming."""
+    with open(path, encoding=ENCODING, newline="") as handle:
+        return max(0, sum(1 for _ in csv.reader(handle)) - 1)
+
+
+def inspect_csv(path: str | Path) -> CsvInfo:
+    """Check that `path` is a usable CSV and describe it; raises CsvInputError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CsvInputError(f"Input file '{path}' does not exist.")
+    if path.stat().st_size == 0:
+        raise CsvInputError(f"Input file '{path}' is empty.")
+    try:
+        head = _read_head(path, 200)
+        rows = count_rows(path)
+    except UnicodeDecodeError as exc:
+        raise CsvInputError(
+            f"Input file '{path}' is not UTF-8 text; save it as a UTF-8 CSV and try again."
+        ) from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
+        raise CsvInputError(f"Input file '{path}' is not a readable CSV ({exc}).") from exc
+    if rows == 0:
+        raise CsvInputError(f"Input file '{path}' has a header but no rows.")
+    return CsvInfo(path, [str(c) for c in head.columns], rows, detect_url_column(head))
+
+
+def iter_rows(path: str | Path, skip: int = 0, chunk_rows: int = 1000) -> Iterator[dict[str, str]]:
+    """Yield the rows as {column: text} in input order, after skipping the first `skip`;
+    at most `chunk_rows` rows are held in memory at once."""
+    reader = pd.read_csv(
+        path, dtype=str, keep_default_na=False, encoding=ENCODING, chunksize=chunk_rows
+    )
+    seen = 0
+    with reader:
+        for chunk in reader:
+            if seen + len(chunk) <= skip:
+                seen += len(chunk)
+                continue
+            start = max(0, skip - seen)
+            seen += len(chunk)
+            yield from chunk.iloc[start:].to_dict("records")

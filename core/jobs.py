@@ -1,0 +1,160 @@
+"""Bulk job folders under CLIPLAB_DATA_DIR/jobs/<id>/: settings, state and results on disk.
+
+Everything a job knows lives in its folder, so the page can show a job after a browser refresh
+or a server restart, the command line and the page can see each other's jobs, and a job can
+resume after a crash:
+    spec.json     what to do (input, URL column, label sets, model, batch size...)
+    state.json    how far it got (rows done, bytes of results.csv that are complete, status)
+    results.csv   output rows, appended as they are produced
+    input.csv     the uploaded input (page jobs; command-line jobs point at the user's file)
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from core.labels import LabelSet
+from core.storage import atomic_write_json, read_json
+
+SPEC_FILE, STATE_FILE, RESULTS_FILE, INPUT_FILE = (
+    "spec.json",
+    "state.json",
+    "results.csv",
+    "input.csv",
+)
+STATUSES = ("running", "stopped", "interrupted", "finished", "failed")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a bulk job does; saved beside its results."""
+
+    input_csv: str
+    url_column: str
+    label_sets: tuple[LabelSet, ...]
+    model: str
+    top_k: int = 5
+    batch_size: int = 32
+    workers: int = 16
+    input_size: int = 0
+    input_mtime: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        data = asdict(self)
+        data["label_sets"] = [s.to_dict() for s in self.label_sets]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> JobSpec:
+        """Inverse of to_dict."""
+        sets = tuple(LabelSet.from_dict(s) for s in data["label_sets"])
+        return cls(**{**data, "label_sets": sets})
+
+    def with_input_fingerprint(self) -> JobSpec:
+        """This spec with the input file's size and modification time recorded."""
+        stat = Path(self.input_csv).stat()
+        return replace(self, input_size=stat.st_size, input_mtime=stat.st_mtime)
+
+
+@dataclass
+class JobState:
+    """Progress of a job. rows_done rows are complete in the first results_bytes of results.csv."""
+
+    status: str = "running"
+    rows_total: int = 0
+    rows_done: int = 0
+    rows_failed: int = 0
+    results_bytes: int = 0
+    images_per_second: float = 0.0
+    seconds_left: float | None = None
+    message: str = ""
+    started: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]+", "-", text).strip("-")[:40] or "job"
+
+
+class JobFolder:
+    """One job's folder; reads and writes its spec, state and results."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def id(self) -> str:
+        """The folder name, unique under the jobs root."""
+        return self.path.name
+
+    @property
+    def results_path(self) -> Path:
+        """Where output rows are appended."""
+        return self.path / RESULTS_FILE
+
+    @property
+    def input_path(self) -> Path:
+        """Where an uploaded input is kept."""
+        return self.path / INPUT_FILE
+
+    def exists(self) -> bool:
+        """Whether the job has been created (its spec is on disk)."""
+        return (self.path / SPEC_FILE).is_file()
+
+    def spec(self) -> JobSpec:
+        """The job's settings."""
+        return JobSpec.from_dict(read_json(self.path / SPEC_FILE))  # type: ignore[arg-type]
+
+    def write_spec(self, spec: JobSpec) -> None:
+        """Save the job's settings."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.path / SPEC_FILE, spec.to_dict())
+
+    def state(self) -> JobState | None:
+        """The job's saved progress, or None before it first ran."""
+        path = self.path / STATE_FILE
+        if not path.is_file():
+            return None
+        return JobState(**read_json(path))  # type: ignore[arg-type]
+
+    def write_state(self, state: JobState) -> None:
+        """Save progress atomically (the page polls this file)."""
+        state.updated = time.time()
+        atomic_write_json(self.path / STATE_FILE, asdict(state))
+
+    def reset(self) -> None:
+        """Forget results and progress (the spec and input stay)."""
+        for name in (STATE_FILE, RESULTS_FILE):
+            (self.path / name).unlink(missing_ok=True)
+
+    def delete(self) -> None:
+        """Remove the whole folder."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def jobs_root(data_dir: str | Path) -> Path:
+    """The folder holding all job folders."""
+    return Path(data_dir) / "jobs"
+
+
+def new_job_folder(data_dir: str | Path, name: str) -> JobFolder:
+    """A fresh, uniquely named folder for a job about `name` (e.g. the uploaded file's name)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = jobs_root(data_dir) / f"{stamp}-{_slug(Path(name).stem)}-{uuid.uuid4().hex[:6]}"
+    folder.mkdir(parents=True)
+    return JobFolder(folder)
+
+
+def list_jobs(data_dir: str | Path) -> list[JobFolder]:
+    """All created jobs, newest first."""
+    root = jobs_root(data_dir)
+    if not root.is_dir():
+        return []
+    jobs = [JobFolder(p) for p in root.iterdir() if (p / SPEC_FILE).is_file()]
+    return sorted(jobs, key=lambda job: job.id, reverse=True)
