@@ -4,8 +4,8 @@
     python -m core classify --input IN.csv --labels LABELS --output OUT.csv [--url-column C]
         [--model M] [--batch-size N] [--workers N] [--top-k K] [--resume]
 
-Uses the very same core functions as the web pages. Errors are one sentence on stderr and a
-non-zero exit code, never a traceback.
+Errors are one sentence on stderr and a non-zero exit code, never a traceback. torch and
+transformers are imported only once the input has been checked, so input errors come at once.
 """
 
 from __future__ import annotations
@@ -16,33 +16,31 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from core.config import Settings, SettingsError, load_settings
-from core.csv_input import CsvInputError, inspect_csv
+from core.config import Settings, load_settings
+from core.csv_input import inspect_csv
 from core.download import FetchOptions, ImageFetcher
+from core.errors import UserError
 from core.images import ImageDecodeError, decode_image
 from core.jobs import JobFolder, JobSpec, jobs_root
 from core.labels import (
-    LabelsError,
+    DEFAULT_TEMPLATES,
     LabelSet,
     load_labels_file,
     validate_labels,
     validate_templates,
 )
-from core.model import (
-    DEFAULT_TEMPLATES,
-    LabelScore,
-    ModelLoadError,
-    load_classifier,
-    quiet_library_logging,
-)
-from core.pipeline import BulkJob, Progress
 from core.storage import atomic_write_bytes
 
+if TYPE_CHECKING:
+    from core.model import ClipClassifier, LabelScore
+    from core.pipeline import Progress
 
-class CliError(Exception):
+
+class CliError(UserError):
     """A problem with the user's input; printed as one sentence."""
 
 
@@ -84,8 +82,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise CliError("--top-k must be at least 1.")
     model_name = args.model or settings.model
     image = _load_image(args.image, FetchOptions.from_settings(settings))
-    quiet_library_logging()
-    classifier = load_classifier(model_name, settings.device)
+    classifier = _load_model(model_name, settings)
     prediction = classifier.predict_one(image, labels, templates)
     ranked, seconds = prediction.top(args.top_k), prediction.seconds
     if args.json:
@@ -105,6 +102,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"{args.image}\nmodel {model_name} on {classifier.device}, {seconds:.2f} s\n")
         print(_format_table(ranked))
     return 0
+
+
+def _load_model(name: str, settings: Settings) -> ClipClassifier:
+    """Import torch and transformers only now, so that input errors are reported at once."""
+    from core.model import load_classifier, quiet_library_logging
+
+    quiet_library_logging()
+    return load_classifier(name, settings.device)
 
 
 def _label_sets(sources: list[str], templates: list[str] | None) -> tuple[LabelSet, ...]:
@@ -168,8 +173,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
     else:
         folder.reset()
         folder.write_spec(spec)
-    quiet_library_logging()
-    classifier = load_classifier(spec.model, settings.device)
+    classifier = _load_model(spec.model, settings)
+    from core.pipeline import BulkJob
+
     options = FetchOptions.from_settings(settings, min_size=classifier.input_size)
     fetcher = ImageFetcher(options, pool_size=spec.workers)
     started = time.perf_counter()
@@ -243,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (CliError, CsvInputError, LabelsError, ModelLoadError, SettingsError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

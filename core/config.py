@@ -11,13 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import UserError
+
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A CLIPLAB_* variable holds a value the app cannot use."""
 
 

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.errors import UserError
+
 URL_COLUMN_NAMES = ("product_main_image_url", "image_url", "imageurl", "image", "url", "img_url")
 _URL_PATTERN = re.compile(r"^\s*https?://\S+\s*$", re.IGNORECASE)
 ENCODING = "utf-8-sig"
 
 
-class CsvInputError(ValueError):
+class CsvInputError(UserError, ValueError):
     """The CSV cannot be used for a job; the message is one sentence saying why."""
 
 

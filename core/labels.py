@@ -13,10 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import UserError
+
 CSV_LABEL_COLUMNS = ("label", "Product_category")
+DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 
 
-class LabelsError(ValueError):
+class LabelsError(UserError, ValueError):
     """Labels or templates cannot be used; the message says which and why."""
 
 
@@ -95,7 +98,7 @@ class LabelSet:
 
     name: str
     labels: tuple[str, ...]
-    templates: tuple[str, ...] = ("a photo of a {}.",)
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
 
     @property
     def column_prefix(self) -> str:

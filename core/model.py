@@ -19,14 +19,15 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, CLIPModel, CLIPProcessor
 
+from core.errors import UserError
 from core.images import to_rgb
+from core.labels import DEFAULT_TEMPLATES
 
-DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 _TEXT_BATCH = 256
 _LABEL_CACHE_SIZE = 32
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """The model could not be loaded; the message is one sentence saying what to do."""
 
 

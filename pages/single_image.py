@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.labels import LabelsError, parse_labels_text, validate_labels, validate_templates
-from core.model import DEFAULT_TEMPLATES
+from core.labels import (
+    DEFAULT_TEMPLATES,
+    LabelsError,
+    parse_labels_text,
+    validate_labels,
+    validate_templates,
+)
 from pages.common import image_input, require_classifier, show_prediction
 
 EXAMPLE_LABELS = "t-shirt\nsneakers\nhandbag\nwristwatch\nsunglasses\ndress\nbackpack"

@@ -99,3 +99,127 @@ def test_bad_input_is_one_clear_sentence_and_exit_1(
     assert fragment in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+@pytest.fixture
+def bulk_csv(tmp_path, image_server):
+    path = tmp_path / "products.csv"
+    lines = ["sku,PRODUCT_MAIN_IMAGE_URL"]
+    for i in range(30):
+        url = image_server.url("/missing.png" if i % 5 == 4 else f"/img/{i}.png")
+        lines.append(f"{i:04d},{url}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_classify_writes_every_row_and_exits_0_despite_failed_rows(
+    app_env, bulk_csv, labels_file, tmp_path
+):
+    output = tmp_path / "out.csv"
+    done = run_cli(
+        "classify",
+        "--input",
+        str(bulk_csv),
+        "--labels",
+        str(labels_file),
+        "--output",
+        str(output),
+        "--batch-size",
+        "4",
+        "--workers",
+        "4",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Labelled 30 rows (6 failed)" in done.stderr
+    lines = output.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("sku,PRODUCT_MAIN_IMAGE_URL,predicted_category,confidence")
+    assert [line.split(",")[0] for line in lines[1:]] == [f"{i:04d}" for i in range(30)]
+    assert sum(line.endswith(",HTTP 404") for line in lines) == 6
+
+
+def test_classify_resume_with_other_settings_is_refused(app_env, bulk_csv, labels_file, tmp_path):
+    output = tmp_path / "out.csv"
+    first = run_cli(
+        "classify", "--input", str(bulk_csv), "--labels", str(labels_file), "--output", str(output)
+    )
+    assert first.returncode == 0, first.stderr
+    again = run_cli(
+        "classify",
+        "--input",
+        str(bulk_csv),
+        "--labels",
+        str(labels_file),
+        "--output",
+        str(output),
+        "--resume",
+    )
+    assert again.returncode == 0 and "Labelled 30 rows" in again.stderr
+    other = run_cli(
+        "classify",
+        "--input",
+        str(bulk_csv),
+        "--labels",
+        str(labels_file),
+        "--output",
+        str(output),
+        "--resume",
+        "--top-k",
+        "2",
+    )
+    assert other.returncode == 1
+    assert "other settings" in other.stderr and "Traceback" not in other.stderr
+
+
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("missing", "does not exist"),
+        ("empty", "is empty"),
+        ("header-only", "has a header but no rows"),
+        ("no-url-column", "No column of image URLs found"),
+        ("bad-url-column", "Column 'nope' is not in"),
+        ("latin1", "is not UTF-8 text"),
+        ("empty-labels", "holds no labels"),
+        ("one-label", "at least two labels"),
+    ],
+)
+def test_classify_unusable_input_is_one_sentence_and_non_zero(
+    app_env, bulk_csv, labels_file, tmp_path, case, fragment
+):
+    source, labels, extra = bulk_csv, labels_file, []
+    if case == "missing":
+        source = tmp_path / "nope.csv"
+    elif case == "empty":
+        source = tmp_path / "empty.csv"
+        source.write_bytes(b"")
+    elif case == "header-only":
+        source = tmp_path / "header.csv"
+        source.write_text("sku,image_url\n")
+    elif case == "no-url-column":
+        source = tmp_path / "nourl.csv"
+        source.write_text("sku,name\n1,shoe\n")
+    elif case == "bad-url-column":
+        extra = ["--url-column", "nope"]
+    elif case == "latin1":
+        source = tmp_path / "latin1.csv"
+        source.write_bytes("sku,url\n1,http://x/caf\u00e9.jpg\n".encode("latin-1"))
+    elif case == "empty-labels":
+        labels = tmp_path / "empty.txt"
+        labels.write_text("\n")
+    elif case == "one-label":
+        labels = tmp_path / "one.txt"
+        labels.write_text("shoes\n")
+    done = run_cli(
+        "classify",
+        "--input",
+        str(source),
+        "--labels",
+        str(labels),
+        "--output",
+        str(tmp_path / "out.csv"),
+        *extra,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and fragment in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "out.csv").exists()

@@ -1,0 +1,221 @@
+"""The bulk pipeline on the tiny model against a loopback image server."""
+
+import json
+import threading
+
+import pandas as pd
+import pytest
+
+from core.download import FetchOptions, ImageFetcher
+from core.jobs import JobFolder, JobSpec
+from core.labels import LabelSet
+from core.pipeline import OUTPUT_COLUMNS, BulkJob, output_header
+
+CATEGORIES = LabelSet("category", ("shoes", "bags", "hats", "watches"))
+COLOURS = LabelSet("Base colour", ("red", "blue", "green"))
+# (path, expected error) for each kind of row; None means an image is expected.
+KINDS = [
+    ("/img/{i}.png", None),
+    ("/missing-{i}.png", "HTTP 404"),
+    ("/page.html", "not an image (text/html)"),
+    ("/red.png", None),  # the same URL again and again: fetched once
+    ("", "no image URL in this row"),
+    ("not a url", "only http and https URLs are supported"),
+    ("/product.jpg", None),
+]
+
+
+def make_csv(path, server, rows, slow_every=0):
+    records = []
+    for i in range(rows):
+        template, _error = KINDS[i % len(KINDS)]
+        if slow_every and i % slow_every == slow_every - 1:
+            template = "/slow.png"
+        url = server.url(template.format(i=i)) if template.startswith("/") else template
+        records.append({"sku": f"{i:05d}", "title": f'Item {i}, "quoted"', "image_url": url})
+    pd.DataFrame(records).to_csv(path, index=False)
+    return path
+
+
+def make_job(tmp_path, input_csv, name="job", label_sets=(CATEGORIES,), batch_size=8, workers=4):
+    folder = JobFolder(tmp_path / name)
+    spec = JobSpec(
+        str(input_csv),
+        "image_url",
+        tuple(label_sets),
+        "tiny",
+        top_k=3,
+        batch_size=batch_size,
+        workers=workers,
+    ).with_input_fingerprint()
+    folder.write_spec(spec)
+    return folder
+
+
+@pytest.fixture
+def fetcher():
+    f = ImageFetcher(
+        FetchOptions(
+            read_timeout=0.5, retries=1, backoff_factor=0.01, allow_private_urls=True, min_size=32
+        )
+    )
+    yield f
+    f.close()
+
+
+def read_results(folder):
+    return pd.read_csv(folder.results_path, dtype=str, keep_default_na=False)
+
+
+def test_every_row_once_in_order_with_columns_and_errors(
+    tmp_path, image_server, classifier, fetcher
+):
+    source = make_csv(tmp_path / "in.csv", image_server, rows=210, slow_every=50)
+    folder = make_job(tmp_path, source, label_sets=(CATEGORIES, COLOURS))
+    state = BulkJob(folder, classifier, fetcher).run()
+    out = read_results(folder)
+    original = pd.read_csv(source, dtype=str, keep_default_na=False)
+
+    assert state.status == "finished" and state.rows_done == 210
+    assert len(out) == 210
+    pd.testing.assert_frame_equal(out[original.columns.tolist()], original)
+    assert list(out.columns) == output_header(list(original.columns), (CATEGORIES, COLOURS))
+    for column in (
+        "category_category",
+        "category_confidence",
+        "base_colour_category",
+        "base_colour_top_categories",
+    ):
+        assert column in out.columns
+
+    for i, row in out.iterrows():
+        template, expected_error = KINDS[i % len(KINDS)]
+        if i % 50 == 49:
+            expected_error = "timed out after 0.5 s"
+        if expected_error:
+            assert row["error"] == expected_error, i
+            assert row["predicted_category"] == "" and row["confidence"] == ""
+            assert row["base_colour_category"] == ""
+        else:
+            assert row["error"] == "", (i, row["error"])
+            assert row["predicted_category"] in CATEGORIES.labels
+            assert row["predicted_category"] == row["category_category"]
+            assert row["base_colour_category"] in COLOURS.labels
+            top = json.loads(row["top_categories"])
+            assert [t["label"] for t in top][0] == row["predicted_category"]
+            assert len(top) == 3
+            assert [t["score"] for t in top] == sorted((t["score"] for t in top), reverse=True)
+            assert 0 < float(row["confidence"]) <= 1
+    assert state.rows_failed == (out["error"] != "").sum()
+    assert image_server.hits["/red.png"] == 1
+    assert image_server.hits["/page.html"] == 1
+    assert image_server.hits["/product.jpg"] == 1
+
+
+def test_duplicate_urls_get_identical_outputs(tmp_path, image_server, classifier, fetcher):
+    folder = make_job(tmp_path, make_csv(tmp_path / "in.csv", image_server, rows=40))
+    BulkJob(folder, classifier, fetcher).run()
+    out = read_results(folder)
+    reds = out[out["image_url"] == image_server.url("/red.png")]
+    assert len(reds) > 3
+    assert reds["top_categories"].nunique() == 1
+
+
+def test_label_texts_are_encoded_once_per_job(tmp_path, image_server, fresh_classifier, fetcher):
+    folder = make_job(
+        tmp_path,
+        make_csv(tmp_path / "in.csv", image_server, rows=60),
+        label_sets=(CATEGORIES, COLOURS),
+    )
+    BulkJob(folder, fresh_classifier, fetcher).run()
+    assert fresh_classifier.text_encoder_calls == 2  # one per label set, not per batch
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_after(rows):
+    def callback(progress):
+        if progress.done >= rows:
+            raise Interrupt(f"stopped at {progress.done}")
+
+    return callback
+
+
+def test_interrupted_job_resumes_to_the_same_output(tmp_path, image_server, classifier, fetcher):
+    source = make_csv(tmp_path / "in.csv", image_server, rows=180)
+    clean = make_job(tmp_path, source, name="clean", label_sets=(CATEGORIES, COLOURS))
+    BulkJob(clean, classifier, fetcher).run()
+
+    broken = make_job(tmp_path, source, name="broken", label_sets=(CATEGORIES, COLOURS))
+    with pytest.raises(Interrupt):
+        BulkJob(broken, classifier, fetcher, on_progress=interrupt_after(70)).run()
+    state = broken.state()
+    assert state.status == "interrupted"
+    assert 70 <= state.rows_done < 180
+    assert len(read_results(broken)) == state.rows_done
+
+    with open(broken.results_path, "a", encoding="utf-8") as handle:
+        handle.write("half a row written when the process died,")  # beyond the saved state
+
+    final = BulkJob(broken, classifier, fetcher).run(resume=True)
+    assert final.status == "finished" and final.rows_done == 180
+    assert broken.results_path.read_bytes() == clean.results_path.read_bytes()
+
+
+def test_stop_leaves_a_resumable_job(tmp_path, image_server, classifier, fetcher):
+    source = make_csv(tmp_path / "in.csv", image_server, rows=120)
+    folder = make_job(tmp_path, source)
+    stop = threading.Event()
+
+    def stop_after_40(progress):
+        if progress.done >= 40:
+            stop.set()
+
+    state = BulkJob(folder, classifier, fetcher, on_progress=stop_after_40, stop=stop).run()
+    assert state.status == "stopped"
+    assert 40 <= state.rows_done < 120
+    assert BulkJob(folder, classifier, fetcher).run(resume=True).rows_done == 120
+    assert read_results(folder)["sku"].tolist() == [f"{i:05d}" for i in range(120)]
+
+
+def test_resuming_a_finished_job_changes_nothing(tmp_path, image_server, classifier, fetcher):
+    folder = make_job(tmp_path, make_csv(tmp_path / "in.csv", image_server, rows=20))
+    BulkJob(folder, classifier, fetcher).run()
+    before = folder.results_path.read_bytes()
+    hits = sum(image_server.hits.values())
+    assert BulkJob(folder, classifier, fetcher).run(resume=True).status == "finished"
+    assert folder.results_path.read_bytes() == before
+    assert sum(image_server.hits.values()) == hits
+
+
+def test_memory_stays_bounded_by_the_window(tmp_path, image_server, classifier, fetcher):
+    rows = 400
+    records = [{"image_url": image_server.url(f"/img/{i}.png")} for i in range(rows)]
+    pd.DataFrame(records).to_csv(tmp_path / "in.csv", index=False)
+    folder = make_job(tmp_path, tmp_path / "in.csv", batch_size=4, workers=3)
+    job = BulkJob(folder, classifier, fetcher)
+    assert job.window_size == 16
+    job.run()
+    assert len(read_results(folder)) == rows
+    assert job.max_rows_ahead <= job.window_size  # rows read but not yet written
+    assert job.max_images_alive <= job.window_size  # downloading or decoded, not yet encoded
+    assert image_server.max_active <= 3
+
+
+def test_output_columns_replace_same_named_input_columns():
+    header = output_header(["sku", "predicted_category", "error", "url"], (CATEGORIES,))
+    assert header == ["sku", "url", *OUTPUT_COLUMNS]
+
+
+def test_input_changed_since_start_refuses_to_resume(tmp_path, image_server, classifier, fetcher):
+    source = make_csv(tmp_path / "in.csv", image_server, rows=30)
+    folder = make_job(tmp_path, source)
+    with pytest.raises(Interrupt):
+        BulkJob(folder, classifier, fetcher, on_progress=interrupt_after(5)).run()
+    make_csv(source, image_server, rows=31)
+    from core.csv_input import CsvInputError
+
+    with pytest.raises(CsvInputError, match="has changed since the job started"):
+        BulkJob(folder, classifier, fetcher).run(resume=True)
