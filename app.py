@@ -16,6 +16,7 @@ navigation = st.navigation(
             icon=":material/image_search:",
             default=True,
         ),
+        st.Page("pages/bulk_csv.py", title="Bulk CSV", icon=":material/table_view:"),
     ]
 )
 st.sidebar.title("CLIP Labeler")

@@ -83,24 +83,28 @@ def count_rows(path: str | Path) -> int:
         return max(0, sum(1 for _ in csv.reader(handle)) - 1)
 
 
-def inspect_csv(path: str | Path) -> CsvInfo:
-    """Check that `path` is a usable CSV and describe it; raises CsvInputError otherwise."""
+def inspect_csv(path: str | Path, described_as: str | None = None) -> CsvInfo:
+    """Check that `path` is a usable CSV and describe it; raises CsvInputError otherwise.
+
+    Messages name the file as `described_as` (e.g. "The uploaded CSV"), else by its path.
+    """
     path = Path(path)
+    what = described_as or f"Input file '{path}'"
     if not path.is_file():
-        raise CsvInputError(f"Input file '{path}' does not exist.")
+        raise CsvInputError(f"{what} does not exist.")
     if path.stat().st_size == 0:
-        raise CsvInputError(f"Input file '{path}' is empty.")
+        raise CsvInputError(f"{what} is empty.")
     try:
         head = _read_head(path, 200)
         rows = count_rows(path)
     except UnicodeDecodeError as exc:
         raise CsvInputError(
-            f"Input file '{path}' is not UTF-8 text; save it as a UTF-8 CSV and try again."
+            f"{what} is not UTF-8 text; save it as a UTF-8 CSV and try again."
         ) from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
-        raise CsvInputError(f"Input file '{path}' is not a readable CSV ({exc}).") from exc
+        raise CsvInputError(f"{what} is not a readable CSV ({exc}).") from exc
     if rows == 0:
-        raise CsvInputError(f"Input file '{path}' has a header but no rows.")
+        raise CsvInputError(f"{what} has a header but no rows.")
     return CsvInfo(path, [str(c) for c in head.columns], rows, detect_url_column(head))
 
 

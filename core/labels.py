@@ -40,7 +40,8 @@ def parse_labels_text(text: str) -> list[str]:
     return clean_labels(text.splitlines())
 
 
-def _labels_from_csv(text: str) -> list[str]:
+def parse_labels_csv(text: str) -> list[str]:
+    """Unique labels from CSV text: its `label` or `Product_category` column, else the first."""
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
         return []
@@ -63,7 +64,7 @@ def load_labels_file(path: str | Path) -> list[str]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise LabelsError(f"Label file '{path}' is not UTF-8 text.") from exc
-    labels = _labels_from_csv(text) if path.suffix.lower() == ".csv" else parse_labels_text(text)
+    labels = parse_labels_csv(text) if path.suffix.lower() == ".csv" else parse_labels_text(text)
     if not labels:
         raise LabelsError(f"Label file '{path}' holds no labels.")
     return labels

@@ -19,6 +19,15 @@ from PIL import Image
 from core.config import Settings, SettingsError, load_settings
 from core.download import FetchOptions, ImageFetcher
 from core.images import ImageDecodeError, decode_image
+from core.job_runner import BackgroundJobs
+from core.labels import (
+    DEFAULT_TEMPLATES,
+    LabelsError,
+    LabelSet,
+    parse_labels_csv,
+    parse_labels_text,
+    validate_templates,
+)
 from core.model import (
     ClipClassifier,
     LabelScore,
@@ -217,3 +226,83 @@ def show_prediction(prediction: Prediction, classifier: ClipClassifier) -> None:
             )
         },
     )
+
+
+@st.cache_resource
+def background_jobs() -> BackgroundJobs:
+    """The process's bulk-job runner, shared by every browser session."""
+    return BackgroundJobs()
+
+
+def job_fetch_options(classifier: ClipClassifier) -> FetchOptions:
+    """Download options for bulk jobs: JPEGs decoded at reduced scale (the model sees 224 px)."""
+    return FetchOptions.from_settings(app_settings(), min_size=classifier.input_size)
+
+
+def label_sets_input(key: str) -> tuple[LabelSet, ...] | None:
+    """Widgets for one or more label sets (pasted list or categories CSV each), with shared
+    prompt templates. Shows what is wrong and returns None until every set is usable."""
+    count = int(
+        st.number_input(
+            "How many label sets",
+            min_value=1,
+            max_value=5,
+            value=1,
+            key=f"{key}_count",
+            help="Each image is encoded once and scored against every set, e.g. category, "
+            "colour and gender; each set gets its own output columns.",
+        )
+    )
+    sets, problems = [], []
+    for i in range(count):
+        with st.container(border=True):
+            name = st.text_input(
+                "Set name", value="category" if i == 0 else f"set {i + 1}", key=f"{key}_name_{i}"
+            )
+            how = st.radio(
+                "Categories from",
+                ["Paste a list", "Upload a categories CSV"],
+                horizontal=True,
+                key=f"{key}_how_{i}",
+            )
+            if how == "Paste a list":
+                labels = parse_labels_text(
+                    st.text_area("One category per line", key=f"{key}_text_{i}", height=140)
+                )
+            else:
+                upload = st.file_uploader(
+                    "Categories CSV (its Product_category or label column, else the first)",
+                    type=["csv"],
+                    key=f"{key}_csv_{i}",
+                )
+                labels = []
+                if upload is not None:
+                    try:
+                        labels = parse_labels_csv(upload.getvalue().decode("utf-8-sig"))
+                    except UnicodeDecodeError:
+                        problems.append(f"'{upload.name}' is not UTF-8 text.")
+            if labels:
+                st.caption(
+                    f"{len(labels)} categories: {', '.join(labels[:8])}"
+                    + (", …" if len(labels) > 8 else "")
+                )
+            sets.append(LabelSet(name, tuple(labels)))
+    templates_text = st.text_area(
+        "Prompt templates (one per line; {} is the category; several are averaged)",
+        value="\n".join(DEFAULT_TEMPLATES),
+        key=f"{key}_templates",
+    )
+    try:
+        templates = tuple(validate_templates(templates_text.splitlines()))
+    except LabelsError as exc:
+        problems.append(str(exc))
+        templates = DEFAULT_TEMPLATES
+    checked = []
+    for label_set in sets:
+        try:
+            checked.append(LabelSet(label_set.name, label_set.labels, templates).validated())
+        except LabelsError as exc:
+            problems.append(str(exc))
+    for problem in problems:
+        st.warning(problem)
+    return None if problems else tuple(checked)

@@ -1,0 +1,103 @@
+"""Runs bulk jobs in background threads of this process, so a web page never waits for one.
+
+The Streamlit page keeps one BackgroundJobs per server process (st.cache_resource). A job's
+progress lives in its folder, not here: a browser refresh reads it back; after a server restart
+the job shows as interrupted and can be resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from core.download import FetchOptions, ImageFetcher
+from core.errors import UserError
+from core.jobs import JobFolder, JobState
+from core.model import ClipClassifier
+from core.pipeline import BulkJob
+
+LOG = logging.getLogger("cliplab.jobs")
+
+
+class BackgroundJobs:
+    """At most one running thread per job folder; each can be asked to stop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[threading.Thread, threading.Event]] = {}
+
+    def is_running(self, folder: JobFolder) -> bool:
+        """Whether this process is working on the job now."""
+        with self._lock:
+            entry = self._running.get(str(folder.path))
+            return entry is not None and entry[0].is_alive()
+
+    def start(
+        self,
+        folder: JobFolder,
+        classifier: ClipClassifier,
+        options: FetchOptions,
+        resume: bool = False,
+    ) -> bool:
+        """Start (or resume) the job in a thread; False if it is already running."""
+        key = str(folder.path)
+        with self._lock:
+            entry = self._running.get(key)
+            if entry is not None and entry[0].is_alive():
+                return False
+            stop = threading.Event()
+            thread = threading.Thread(
+                target=_run,
+                args=(folder, classifier, options, stop, resume),
+                name=f"bulk-{folder.id}",
+                daemon=True,
+            )
+            self._running[key] = (thread, stop)
+            if resume:
+                state = folder.state() or JobState()
+            else:
+                folder.reset()
+                state = JobState()
+            state.status, state.message = "running", "starting"
+            folder.write_state(state)
+            thread.start()
+            return True
+
+    def stop(self, folder: JobFolder) -> None:
+        """Ask the job to stop after the rows in progress; it stays resumable."""
+        with self._lock:
+            entry = self._running.get(str(folder.path))
+        if entry is not None:
+            entry[1].set()
+
+    def wait(self, folder: JobFolder, timeout: float | None = None) -> None:
+        """Block until the job's thread ends (for tests and shutdown)."""
+        with self._lock:
+            entry = self._running.get(str(folder.path))
+        if entry is not None:
+            entry[0].join(timeout)
+
+
+def _run(
+    folder: JobFolder,
+    classifier: ClipClassifier,
+    options: FetchOptions,
+    stop: threading.Event,
+    resume: bool,
+) -> None:
+    fetcher = ImageFetcher(options, pool_size=max(4, folder.spec().workers))
+    try:
+        BulkJob(folder, classifier, fetcher, stop=stop).run(resume=resume)
+    except UserError as exc:
+        _fail(folder, str(exc))
+    except Exception as exc:
+        LOG.exception("Bulk job %s failed", folder.id)
+        _fail(folder, f"Unexpected error ({type(exc).__name__}); the details are in the log.")
+    finally:
+        fetcher.close()
+
+
+def _fail(folder: JobFolder, message: str) -> None:
+    state = folder.state() or JobState()
+    state.status, state.message = "failed", message
+    folder.write_state(state)

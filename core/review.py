@@ -1,0 +1,93 @@
+"""Human review of a bulk job's results: corrections kept in the job folder, applied on download.
+
+A person corrects the least confident rows; each correction is stored as {row number: label} in
+review.json beside the results, so it survives a browser refresh, and the downloaded file says
+for every row whether its category came from the model or from a human (`label_source`).
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+
+from core.jobs import JobFolder
+from core.storage import atomic_write_json, read_json
+
+REVIEW_FILE = "review.json"
+SOURCE_MODEL, SOURCE_HUMAN = "model", "human"
+
+
+def load_results(folder: JobFolder) -> pd.DataFrame:
+    """The job's results as text columns, plus a numeric `confidence` (NaN for failed rows)."""
+    results = pd.read_csv(folder.results_path, dtype=str, keep_default_na=False)
+    return results
+
+
+def confidence_values(results: pd.DataFrame) -> pd.Series:
+    """The confidence column as numbers; NaN where a row failed."""
+    return pd.to_numeric(results["confidence"], errors="coerce")
+
+
+def load_corrections(folder: JobFolder) -> dict[int, str]:
+    """Human corrections saved for this job: {row number (0-based): label}."""
+    path = folder.path / REVIEW_FILE
+    if not path.is_file():
+        return {}
+    return {int(row): str(label) for row, label in read_json(path).items()}  # type: ignore[union-attr]
+
+
+def save_corrections(folder: JobFolder, corrections: dict[int, str]) -> None:
+    """Store corrections atomically."""
+    atomic_write_json(
+        folder.path / REVIEW_FILE, {str(k): v for k, v in sorted(corrections.items())}
+    )
+
+
+def merge_corrections(
+    stored: dict[int, str], shown: dict[int, str], model_labels: dict[int, str]
+) -> dict[int, str]:
+    """Stored corrections updated with the labels now shown for some rows: a label different
+    from the model's is a correction; the model's own label removes any correction."""
+    merged = {row: label for row, label in stored.items() if row not in shown}
+    merged.update({row: label for row, label in shown.items() if label != model_labels[row]})
+    return merged
+
+
+def with_review(
+    results: pd.DataFrame, corrections: dict[int, str], threshold: float
+) -> pd.DataFrame:
+    """Results with corrections applied and two columns added:
+    `label_source` (model, human, or empty for a failed row) and `needs_review`
+    (a model label with confidence below `threshold`)."""
+    out = results.copy()
+    failed = out["predicted_category"] == ""
+    source = pd.Series(SOURCE_MODEL, index=out.index).where(~failed, "")
+    for row, label in corrections.items():
+        if 0 <= row < len(out) and not failed.iloc[row]:
+            out.iat[row, out.columns.get_loc("predicted_category")] = label
+            source.iloc[row] = SOURCE_HUMAN
+    out["label_source"] = source
+    low = confidence_values(results) < threshold
+    out["needs_review"] = (low & (source == SOURCE_MODEL)).map({True: "yes", False: ""})
+    return out
+
+
+def review_queue(results: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """Up to `limit` rows that have a category, least confident first; `row` is the row number."""
+    confidence = confidence_values(results)
+    queue = pd.DataFrame({"row": range(len(results)), "confidence": confidence})
+    queue = queue[queue["confidence"].notna()].sort_values(["confidence", "row"], kind="stable")
+    return queue.head(limit).reset_index(drop=True)
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """The frame as a Parquet file."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """The frame as UTF-8 CSV."""
+    return frame.to_csv(index=False).encode("utf-8")

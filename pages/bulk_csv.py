@@ -1,0 +1,269 @@
+"""Page "Bulk CSV": a CSV of product image URLs in, the same CSV with predicted categories out."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core.csv_input import CsvInputError, inspect_csv, preview
+from core.jobs import JobFolder, JobSpec, JobState, list_jobs, new_job_folder
+from core.review import (
+    confidence_values,
+    csv_bytes,
+    load_corrections,
+    load_results,
+    merge_corrections,
+    parquet_bytes,
+    review_queue,
+    save_corrections,
+    with_review,
+)
+from pages.common import (
+    app_settings,
+    background_jobs,
+    job_fetch_options,
+    label_sets_input,
+    require_classifier,
+)
+
+JOB_KEY = "bulk_job_path"
+UPLOAD_KEY = "bulk_upload_id"
+SOURCE_UPLOAD, SOURCE_EARLIER = "Upload a CSV", "Open an earlier job"
+
+
+def describe(job: JobFolder) -> str:
+    state = job.state()
+    status = state.status if state else "not started"
+    done = f"{state.rows_done:,}/{state.rows_total:,} rows" if state else ""
+    return f"{job.id} · {status} {done}".strip()
+
+
+def choose_job() -> JobFolder | None:
+    """The job this session works on: a fresh upload, or one picked from earlier jobs."""
+    settings = app_settings()
+    source = st.radio("Input", [SOURCE_UPLOAD, SOURCE_EARLIER], horizontal=True, key="bulk_source")
+    if source == SOURCE_UPLOAD:
+        upload = st.file_uploader(
+            "CSV of product image URLs (one row per product)", type=["csv"], key="bulk_upload"
+        )
+        if upload is None:
+            return None
+        if st.session_state.get(UPLOAD_KEY) != upload.file_id:
+            folder = new_job_folder(settings.data_dir, upload.name)
+            folder.input_path.write_bytes(upload.getvalue())
+            st.session_state[UPLOAD_KEY] = upload.file_id
+            st.session_state[JOB_KEY] = str(folder.path)
+    else:
+        jobs = list_jobs(settings.data_dir)
+        if not jobs:
+            st.info("No earlier jobs yet: upload a CSV to start one.")
+            return None
+        current = st.session_state.get(JOB_KEY)
+        paths = [str(job.path) for job in jobs]
+        picked = st.selectbox(
+            "Earlier jobs (newest first)",
+            jobs,
+            format_func=describe,
+            key="bulk_earlier",
+            index=paths.index(current) if current in paths else 0,
+        )
+        st.session_state[JOB_KEY] = str(picked.path)
+    path = st.session_state.get(JOB_KEY)
+    return JobFolder(path) if path else None
+
+
+def configure_and_start(folder: JobFolder) -> None:
+    """Preview the upload, pick the URL column and categories, start the job."""
+    try:
+        info = inspect_csv(folder.input_path, described_as="The uploaded CSV")
+    except CsvInputError as exc:
+        st.error(str(exc))
+        return
+    st.dataframe(preview(folder.input_path, 5), hide_index=True)
+    st.caption(f"{info.rows:,} rows · {len(info.columns)} columns")
+    url_column = st.selectbox(
+        "Column with the image URLs",
+        info.columns,
+        index=info.columns.index(info.url_column) if info.url_column else 0,
+        key=f"bulk_url_column_{folder.id}",
+    )
+    if info.url_column is None:
+        st.warning("No column looks like image URLs; choose the right one above.")
+    st.subheader("Categories")
+    label_sets = label_sets_input("bulk_sets")
+    with st.expander("Settings"):
+        top_k = st.number_input("Labels kept per row (top_categories)", 1, 20, 5, key="bulk_top_k")
+        batch_size = st.number_input("Images per model batch", 1, 256, 32, key="bulk_batch")
+        workers = st.number_input("Parallel downloads", 1, 64, 16, key="bulk_workers")
+    if st.button("Start labelling", type="primary", disabled=label_sets is None, key="bulk_start"):
+        classifier = require_classifier()
+        spec = JobSpec(
+            input_csv=str(folder.input_path),
+            url_column=url_column,
+            label_sets=label_sets,
+            model=classifier.name,
+            top_k=int(top_k),
+            batch_size=int(batch_size),
+            workers=int(workers),
+        ).with_input_fingerprint()
+        folder.write_spec(spec)
+        background_jobs().start(folder, classifier, job_fetch_options(classifier))
+        st.rerun()
+
+
+def progress_text(state: JobState) -> str:
+    left = "" if state.seconds_left is None else f" · about {state.seconds_left:,.0f} s left"
+    return (
+        f"{state.rows_done:,} / {state.rows_total:,} rows · {state.images_per_second:.1f} "
+        f"images/s · {state.rows_failed:,} failed{left}"
+    )
+
+
+@st.fragment(run_every=1.0)
+def live_progress(folder: JobFolder) -> None:
+    """Polls the job's state file every second while it runs; reruns the page when it ends."""
+    state = folder.state()
+    if state is None or not background_jobs().is_running(folder):
+        st.rerun(scope="app")
+    fraction = state.rows_done / state.rows_total if state.rows_total else 0.0
+    st.progress(min(fraction, 1.0), text=progress_text(state))
+    if st.button("Stop", key="bulk_stop"):
+        background_jobs().stop(folder)
+        st.toast("Stopping after the rows in progress…")
+
+
+def resume_button(folder: JobFolder, spec: JobSpec) -> None:
+    classifier = require_classifier()
+    if classifier.name != spec.model:
+        st.warning(f"This job used the model '{spec.model}'; load it in the sidebar to resume.")
+        return
+    if st.button("Resume", type="primary", key="bulk_resume"):
+        background_jobs().start(folder, classifier, job_fetch_options(classifier), resume=True)
+        st.rerun()
+
+
+def show_job(folder: JobFolder) -> None:
+    """Progress while running; otherwise the outcome, results, review and downloads."""
+    spec, state = folder.spec(), folder.state()
+    names = ", ".join(f"{s.name} ({len(s.labels)})" for s in spec.label_sets)
+    st.caption(f"Job {folder.id} · URL column '{spec.url_column}' · label sets: {names}")
+    if background_jobs().is_running(folder):
+        live_progress(folder)
+        return
+    if state is None:
+        st.info("This job has not run yet.")
+        resume_button(folder, spec)
+        return
+    if state.status == "failed":
+        st.error(f"The job failed: {state.message}")
+        return
+    if state.status in ("running", "interrupted", "stopped"):
+        why = "was stopped" if state.status == "stopped" else "was interrupted"
+        st.warning(
+            f"The job {why} after {state.rows_done:,} of {state.rows_total:,} rows. "
+            "Resume to continue where it left off; what is done can be downloaded."
+        )
+        resume_button(folder, spec)
+    else:
+        st.success(progress_text(state).split(" · about")[0])
+    if state.rows_done:
+        show_results(folder, spec, state)
+
+
+def show_results(folder: JobFolder, spec: JobSpec, state: JobState) -> None:
+    results = load_results(folder)
+    st.subheader("Results")
+    chart_counts, chart_confidence = st.columns(2)
+    with chart_counts:
+        counts = results["predicted_category"].replace("", "(failed)").value_counts()
+        figure = px.bar(
+            x=counts.values,
+            y=counts.index,
+            orientation="h",
+            labels={"x": "rows", "y": "category"},
+            title="Rows per category",
+        )
+        figure.update_layout(yaxis={"autorange": "reversed"}, height=120 + 24 * len(counts))
+        st.plotly_chart(figure, key="bulk_counts")
+    with chart_confidence:
+        figure = px.histogram(
+            confidence_values(results).dropna(),
+            nbins=20,
+            range_x=[0, 1],
+            title="Confidence",
+            labels={"value": "confidence"},
+        )
+        figure.update_layout(showlegend=False)
+        st.plotly_chart(figure, key="bulk_confidence")
+
+    st.subheader("Review the least confident rows")
+    threshold = st.slider(
+        "Needs review below confidence", 0.0, 1.0, 0.5, 0.05, key="bulk_threshold"
+    )
+    limit = int(st.number_input("Rows to review", 10, 2000, 100, step=10, key="bulk_limit"))
+    stored = load_corrections(folder)
+    queue = review_queue(results, limit)
+    model_labels = results["predicted_category"]
+    rows = queue["row"].tolist()
+    view = pd.DataFrame(
+        {
+            "row": rows,
+            "image": results[spec.url_column].iloc[rows].tolist(),
+            "category": [stored.get(r, model_labels.iloc[r]) for r in rows],
+            "model_category": model_labels.iloc[rows].tolist(),
+            "confidence": queue["confidence"].tolist(),
+            "needs_review": (queue["confidence"] < threshold).tolist(),
+        }
+    )
+    edited = st.data_editor(
+        view,
+        key=f"review_{folder.id}",
+        hide_index=True,
+        disabled=["row", "image", "model_category", "confidence", "needs_review"],
+        column_config={
+            "image": st.column_config.ImageColumn("image"),
+            "category": st.column_config.SelectboxColumn(
+                "category", options=list(spec.label_sets[0].labels), required=True
+            ),
+            "confidence": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+    shown = dict(zip(edited["row"], edited["category"], strict=True))
+    corrections = merge_corrections(stored, shown, {r: model_labels.iloc[r] for r in rows})
+    if corrections != stored:
+        save_corrections(folder, corrections)
+    st.caption(f"{len(corrections)} rows corrected by hand.")
+
+    labelled = with_review(results, corrections, threshold)
+    st.dataframe(labelled, hide_index=True, height=300)
+    stem = f"{folder.id}-labelled"
+    csv_column, parquet_column = st.columns(2)
+    csv_column.download_button(
+        "Download CSV",
+        csv_bytes(labelled),
+        file_name=f"{stem}.csv",
+        mime="text/csv",
+        key="bulk_download_csv",
+    )
+    parquet_column.download_button(
+        "Download Parquet",
+        parquet_bytes(labelled),
+        file_name=f"{stem}.parquet",
+        mime="application/octet-stream",
+        key="bulk_download_parquet",
+    )
+
+
+st.title("Bulk CSV")
+st.caption(
+    "Label every row of a CSV of product image URLs. The job runs in the background: you can "
+    "leave this page or refresh it and come back; finished and stopped jobs can be downloaded."
+)
+require_classifier()
+job = choose_job()
+if job is not None:
+    if job.exists():
+        show_job(job)
+    else:
+        configure_and_start(job)

@@ -1,0 +1,135 @@
+"""The Bulk CSV page driven with AppTest; the job itself runs in a background thread."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.jobs import JobState, list_jobs
+from core.review import load_corrections
+from pages.common import background_jobs
+from tests.conftest import ROOT
+
+LABELS = "shoes\nbags\nhats"
+
+
+def bulk_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    return at.switch_page("pages/bulk_csv.py").run()
+
+
+def products_csv(server, rows=24) -> bytes:
+    lines = ["sku,name,PRODUCT_MAIN_IMAGE_URL"]
+    for i in range(rows):
+        path = "/missing.png" if i % 6 == 5 else f"/img/{i}.png"
+        lines.append(f"{i:03d},Product {i},{server.url(path)}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def upload_and_start(at: AppTest, data: bytes, labels: str = LABELS):
+    at.file_uploader(key="bulk_upload").set_value(("products.csv", data, "text/csv")).run()
+    at.text_area(key="bulk_sets_text_0").input(labels).run()
+    at.button(key="bulk_start").click().run()
+    [job] = [j for j in list_jobs(pytest.data_dir) if j.exists()]
+    background_jobs().wait(job, 60)
+    return job
+
+
+@pytest.fixture(autouse=True)
+def data_dir(app_env):
+    pytest.data_dir = app_env
+    return app_env
+
+
+def test_upload_detects_the_url_column_and_previews(image_server):
+    at = bulk_page()
+    at.file_uploader(key="bulk_upload").set_value(
+        ("products.csv", products_csv(image_server), "text/csv")
+    ).run()
+    assert not at.exception and not at.error
+    [column] = [s for s in at.selectbox if s.label == "Column with the image URLs"]
+    assert column.value == "PRODUCT_MAIN_IMAGE_URL"
+    assert list(at.dataframe[0].value.columns) == ["sku", "name", "PRODUCT_MAIN_IMAGE_URL"]
+    assert any("24 rows" in c.value for c in at.caption)
+
+
+def test_run_to_the_end_then_results_charts_review_and_downloads(image_server):
+    at = bulk_page()
+    job = upload_and_start(at, products_csv(image_server))
+    assert job.state().status == "finished"
+    at.run()
+    assert not at.exception and not at.error
+    assert any("24 / 24 rows" in s.value and "4 failed" in s.value for s in at.success)
+    assert {c.key for c in at.get("plotly_chart")} == {"bulk_counts", "bulk_confidence"}
+    [editor] = at.data_editor
+    assert editor.value["confidence"].is_monotonic_increasing  # least confident first
+    assert len(editor.value) == 20  # failed rows have nothing to review
+    keys = {b.key for b in at.get("download_button")}
+    assert keys == {"bulk_download_csv", "bulk_download_parquet"}
+    labelled = at.dataframe[-1].value
+    assert len(labelled) == 24
+    assert set(labelled["label_source"]) == {"model", ""}
+
+
+def test_review_edits_change_the_downloaded_data(image_server):
+    at = bulk_page()
+    job = upload_and_start(at, products_csv(image_server))
+    at.run()
+    editor = at.data_editor[0]
+    first = editor.value.iloc[0]
+    new_label = next(label for label in LABELS.split() if label != first["model_category"])
+    at.session_state[f"review_{job.id}"] = {
+        "edited_rows": {0: {"category": new_label}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    assert not at.exception
+    assert load_corrections(job) == {int(first["row"]): new_label}
+    labelled = at.dataframe[-1].value
+    row = labelled.iloc[int(first["row"])]
+    assert row["predicted_category"] == new_label
+    assert row["label_source"] == "human"
+    assert (labelled["label_source"] == "human").sum() == 1
+    assert any("1 rows corrected by hand" in c.value for c in at.caption)
+
+
+def test_coming_back_in_a_new_session_shows_the_job(image_server):
+    job = upload_and_start(bulk_page(), products_csv(image_server))
+    again = bulk_page()
+    again.radio(key="bulk_source").set_value("Open an earlier job").run()
+    assert not again.exception
+    assert again.selectbox(key="bulk_earlier").value.id == job.id
+    assert any("24 / 24 rows" in s.value for s in again.success)
+    assert again.get("download_button")
+
+
+def test_an_interrupted_job_offers_resume_and_finishes(image_server):
+    job = upload_and_start(bulk_page(), products_csv(image_server))
+    full = job.results_path.read_bytes()
+    state = job.state()
+    lines = full.decode().splitlines(keepends=True)
+    kept = "".join(lines[:11])  # header + 10 rows, as if the server died there
+    job.results_path.write_text(kept + "partial row", encoding="utf-8")
+    job.write_state(
+        JobState(
+            status="running",
+            rows_total=state.rows_total,
+            rows_done=10,
+            rows_failed=1,
+            results_bytes=len(kept.encode()),
+        )
+    )
+    at = bulk_page()
+    at.radio(key="bulk_source").set_value("Open an earlier job").run()
+    assert any("interrupted after 10 of 24 rows" in w.value for w in at.warning)
+    at.button(key="bulk_resume").click().run()
+    background_jobs().wait(job, 60)
+    assert job.state().status == "finished"
+    assert job.results_path.read_bytes() == full
+
+
+def test_bad_csv_upload_shows_a_message(image_server):
+    at = bulk_page()
+    at.file_uploader(key="bulk_upload").set_value(("empty.csv", b"sku,url\n", "text/csv")).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["The uploaded CSV has a header but no rows."]

@@ -1,0 +1,45 @@
+import pandas as pd
+
+from core.review import csv_bytes, merge_corrections, parquet_bytes, review_queue, with_review
+
+RESULTS = pd.DataFrame(
+    {
+        "sku": ["a", "b", "c", "d"],
+        "predicted_category": ["shoes", "", "bags", "hats"],
+        "confidence": ["0.9000", "", "0.3000", "0.6000"],
+        "error": ["", "HTTP 404", "", ""],
+    }
+)
+
+
+def test_review_queue_is_least_confident_first_without_failed_rows():
+    assert review_queue(RESULTS, 10)["row"].tolist() == [2, 3, 0]
+    assert review_queue(RESULTS, 2)["row"].tolist() == [2, 3]
+
+
+def test_corrections_set_the_label_and_the_source():
+    out = with_review(RESULTS, {2: "hats"}, threshold=0.5)
+    assert out["predicted_category"].tolist() == ["shoes", "", "hats", "hats"]
+    assert out["label_source"].tolist() == ["model", "", "human", "model"]
+    assert out["needs_review"].tolist() == ["", "", "", ""]
+    assert with_review(RESULTS, {}, threshold=0.7)["needs_review"].tolist() == [
+        "",
+        "",
+        "yes",
+        "yes",
+    ]
+    assert RESULTS["predicted_category"].tolist()[2] == "bags"  # input untouched
+
+
+def test_merge_keeps_other_rows_and_drops_labels_equal_to_the_model():
+    stored = {0: "bags", 2: "hats"}
+    merged = merge_corrections(stored, {2: "bags", 3: "shoes"}, {2: "bags", 3: "hats"})
+    assert merged == {0: "bags", 3: "shoes"}
+
+
+def test_downloads_round_trip():
+    out = with_review(RESULTS, {0: "hats"}, 0.5)
+    back = pd.read_csv(__import__("io").BytesIO(csv_bytes(out)), dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(back, out)
+    parquet = pd.read_parquet(__import__("io").BytesIO(parquet_bytes(out)))
+    pd.testing.assert_frame_equal(parquet, out)
