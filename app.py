@@ -1,22 +1,27 @@
-"""CLIP Labeler: entry point. Navigation over pages/ and the sidebar model picker."""
+"""CLIP Labeler: entry point. Navigation over app_pages/ and the sidebar model picker.
+
+The pages live in app_pages/, not pages/: while a folder named pages/ exists, Streamlit runs a
+page URL opened first after a server start as a legacy auto-discovered page, skipping this
+script (no sidebar, no navigation), until some run reaches st.navigation.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import run_safely, sidebar_model_picker
+from app_pages.common import run_safely, sidebar_model_picker
 
 st.set_page_config(page_title="CLIP Labeler", page_icon=":material/label:", layout="wide")
 
 navigation = st.navigation(
     [
         st.Page(
-            "pages/single_image.py",
+            "app_pages/single_image.py",
             title="Single image",
             icon=":material/image_search:",
             default=True,
         ),
-        st.Page("pages/bulk_csv.py", title="Bulk CSV", icon=":material/table_view:"),
+        st.Page("app_pages/bulk_csv.py", title="Bulk CSV", icon=":material/table_view:"),
     ]
 )
 st.sidebar.title("CLIP Labeler")

@@ -3,9 +3,9 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_pages.common import background_jobs
 from core.jobs import JobState, list_jobs
 from core.review import load_corrections
-from pages.common import background_jobs
 from tests.conftest import ROOT
 
 LABELS = "shoes\nbags\nhats"
@@ -14,7 +14,7 @@ LABELS = "shoes\nbags\nhats"
 def bulk_page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
-    return at.switch_page("pages/bulk_csv.py").run()
+    return at.switch_page("app_pages/bulk_csv.py").run()
 
 
 def products_csv(server, rows=24) -> bytes:

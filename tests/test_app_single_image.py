@@ -5,7 +5,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pages import common
+from app_pages import common
 from tests.conftest import ROOT
 from tests.images import image_bytes
 
@@ -13,12 +13,7 @@ TIMEOUT = 60
 
 
 def start_app(**state: object) -> AppTest:
-    """Run app.py once, with `state` put in session state first.
-
-    AppTest reruns a page file alone (skipping app.py and its sidebar) when the pages live in a
-    folder named pages/; the real server does not. So sidebar behaviour is checked on the first
-    run, with the sidebar's inputs preset here.
-    """
+    """Run app.py once, with `state` (e.g. the sidebar's model box) put in session state first."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     for key, value in state.items():
         at.session_state[key] = value
@@ -203,3 +198,15 @@ def test_try_again_loads_a_model_that_has_appeared(app_env, tmp_path):
     assert not at.exception
     assert not any("No model is loaded" in i.value for i in at.info)
     assert at.text_area(key="single_labels")
+
+
+def test_sidebar_and_navigation_survive_reruns(app_env, image_server):
+    """With a folder named pages/, Streamlit ran page files alone on reruns and on the first
+    request after a start: no sidebar, no model picker. app_pages/ avoids that."""
+    at = start_app()
+    give_url(at, image_server.url("/red.png"))
+    assert at.sidebar.text_input(key=common.MODEL_KEY)
+    assert at.sidebar.caption
+    at.switch_page("app_pages/bulk_csv.py").run()
+    assert at.sidebar.text_input(key=common.MODEL_KEY)
+    assert at.title[0].value == "Bulk CSV"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages.common import image_input, require_classifier, show_prediction
 from core.labels import (
     DEFAULT_TEMPLATES,
     LabelsError,
@@ -11,7 +12,6 @@ from core.labels import (
     validate_labels,
     validate_templates,
 )
-from pages.common import image_input, require_classifier, show_prediction
 
 EXAMPLE_LABELS = "t-shirt\nsneakers\nhandbag\nwristwatch\nsunglasses\ndress\nbackpack"
 

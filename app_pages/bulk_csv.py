@@ -6,6 +6,13 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages.common import (
+    app_settings,
+    background_jobs,
+    job_fetch_options,
+    label_sets_input,
+    require_classifier,
+)
 from core.csv_input import CsvInputError, inspect_csv, preview
 from core.jobs import JobFolder, JobSpec, JobState, list_jobs, new_job_folder
 from core.review import (
@@ -18,13 +25,6 @@ from core.review import (
     review_queue,
     save_corrections,
     with_review,
-)
-from pages.common import (
-    app_settings,
-    background_jobs,
-    job_fetch_options,
-    label_sets_input,
-    require_classifier,
 )
 
 JOB_KEY = "bulk_job_path"
