@@ -113,6 +113,8 @@ def configure_and_start(folder: JobFolder) -> None:
 
 
 def progress_text(state: JobState) -> str:
+    if not state.rows_total:
+        return "Starting: reading the CSV and encoding the categories…"
     left = "" if state.seconds_left is None else f" · about {state.seconds_left:,.0f} s left"
     return (
         f"{state.rows_done:,} / {state.rows_total:,} rows · {state.images_per_second:.1f} "
