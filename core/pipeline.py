@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -37,6 +38,7 @@ from core.model import ClipClassifier
 OUTPUT_COLUMNS = ("predicted_category", "confidence", "top_categories", "error")
 _RECENT_URLS = 20_000
 _SAVE_EVERY_SECONDS = 1.0
+_WORKER_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,9 @@ class BulkJob:
         rows = iter_rows(self.spec.input_csv, skip=state.rows_done)
         window: deque[_Row] = deque()
         started, done_this_run, last_save = time.monotonic(), 0, 0.0
-        with ThreadPoolExecutor(max_workers=self.spec.workers) as pool:
+        with ThreadPoolExecutor(
+            max_workers=self.spec.workers, initializer=_lower_thread_priority
+        ) as pool:
             exhausted = False
             while not self.stop.is_set():
                 exhausted = exhausted or self._fill(window, rows, pool)
@@ -321,6 +325,19 @@ class BulkJob:
         handle.flush()
         state.results_bytes = handle.tell()
         self.folder.write_state(state)
+
+
+def _lower_thread_priority() -> None:
+    """Run download/decode threads at a lower CPU priority than the model (Linux: per thread).
+
+    When cores are scarce, a worker that pre-empts one of torch's threads mid-operation stalls
+    all of them; at lower priority the workers use the cycles the model leaves, and the window
+    of rows ahead absorbs the difference.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _WORKER_NICENESS)
+    except (AttributeError, OSError):
+        pass
 
 
 def check_input(spec: JobSpec) -> CsvInfo:

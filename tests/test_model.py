@@ -253,3 +253,30 @@ def test_a_folder_under_the_home_directory_can_be_given_with_a_tilde(
     monkeypatch.setenv("HOME", str(tiny_model_dir.parent))
     loaded = load_classifier(f"~/{tiny_model_dir.name}", "cpu")
     assert loaded.name == f"~/{tiny_model_dir.name}"
+
+
+@pytest.mark.parametrize("size", [(400, 400), (800, 533), (533, 800), (100, 37), (225, 1001)])
+def test_fast_preprocessing_equals_transformers(size):
+    from transformers import CLIPImageProcessor
+
+    from core.model import _standard_clip_transform
+
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}
+    )
+    transform = _standard_clip_transform(processor)
+    assert transform is not None
+    img = two_tone(size)
+    img.paste((30, 160, 90), (size[0] // 3, size[1] // 4, size[0] // 2, size[1] // 2))
+    expected = processor([img], return_tensors="pt")["pixel_values"][0]
+    assert transform(img).shape == expected.shape
+    assert torch.allclose(transform(img), expected, atol=1e-5)
+
+
+def test_unusual_processor_settings_use_transformers():
+    from transformers import CLIPImageProcessor
+
+    from core.model import _standard_clip_transform
+
+    assert _standard_clip_transform(CLIPImageProcessor(do_center_crop=False)) is None
+    assert _standard_clip_transform(CLIPImageProcessor(resample=2)) is None

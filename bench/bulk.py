@@ -1,0 +1,367 @@
+"""Bulk labelling throughput: this pipeline vs the original notebook loop vs the model alone.
+
+Serves generated ~800x800 JPEG product images from a loopback HTTP server (in its own process,
+with a configurable per-request delay), builds a CLIP with the exact ViT-B/32 shapes and the real
+tokenizer (random weights: no hub here), and prints images/s in one run for:
+  (a) core.pipeline (streaming, downloads ahead of the model, labels encoded once per job);
+  (b) the original notebook loop: batches of 100, 20 download threads, resize to 224x224, the
+      processor called with every category text on every batch, results held in memory;
+  (c) the model alone on pre-decoded tensors: the ceiling.
+plus the peak memory of (a) above the memory after the model is loaded.
+
+    python bench/bulk.py [--images 1000] [--categories 196 1000] [--delays 0 100]
+                         [--memory-rows 5000] [--config-dir ../shared/data/clip-vit-b32-tokenizer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import random
+import socket
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import requests
+import torch
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.download import FetchOptions, ImageFetcher  # noqa: E402
+from core.jobs import JobFolder, JobSpec  # noqa: E402
+from core.labels import LabelSet  # noqa: E402
+from core.model import ClipClassifier, load_classifier, quiet_library_logging  # noqa: E402
+from core.pipeline import BulkJob  # noqa: E402
+
+DISTINCT_IMAGES = 64
+
+# ---------------------------------------------------------------- images and server
+
+
+def product_jpeg(seed: int) -> bytes:
+    """An ~800x800 JPEG: a coloured product-like shape on a light background."""
+    rng = random.Random(seed)
+    img = Image.new("RGB", (800, 800), tuple(rng.randint(225, 255) for _ in range(3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(6):
+        x0, y0 = rng.randint(80, 400), rng.randint(80, 400)
+        box = (x0, y0, x0 + rng.randint(150, 380), y0 + rng.randint(150, 380))
+        colour = tuple(rng.randint(0, 200) for _ in range(3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+    for _ in range(3000):  # texture, so JPEG sizes are realistic (~60-120 KB)
+        x, y = rng.randint(0, 799), rng.randint(0, 799)
+        draw.point((x, y), fill=tuple(rng.randint(0, 255) for _ in range(3)))
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=88)
+    return buffer.getvalue()
+
+
+def serve_images(port_queue: multiprocessing.Queue, delay_ms: int) -> None:
+    """Runs in its own process: /img/<n>.jpg returns one of DISTINCT_IMAGES JPEGs after a delay."""
+    images = [product_jpeg(i) for i in range(DISTINCT_IMAGES)]
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            if delay_ms:
+                time.sleep(delay_ms / 1000)
+            number = int(self.path.rsplit("/", 1)[-1].split(".")[0])
+            body = images[number % DISTINCT_IMAGES]
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    port_queue.put(server.server_address[1])
+    server.serve_forever()
+
+
+class ImageServerProcess:
+    def __init__(self, delay_ms: int) -> None:
+        ports: multiprocessing.Queue = multiprocessing.Queue()
+        self.process = multiprocessing.Process(
+            target=serve_images, args=(ports, delay_ms), daemon=True
+        )
+        self.process.start()
+        self.base = f"http://127.0.0.1:{ports.get(timeout=60)}"
+
+    def urls(self, count: int, offset: int = 0) -> list[str]:
+        return [f"{self.base}/img/{offset + i}.jpg" for i in range(count)]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.join()
+
+
+# ---------------------------------------------------------------- categories and model
+
+
+def categories(count: int) -> list[str]:
+    """Realistic product-category names (varied lengths, like Stanford Cars or shop taxonomies)."""
+    rng = random.Random(count)
+    brands = [
+        "Audi",
+        "BMW",
+        "Chevrolet",
+        "Dodge",
+        "Ford",
+        "Honda",
+        "Hyundai",
+        "Jeep",
+        "Nissan",
+        "Toyota",
+        "Volvo",
+        "Nike",
+        "Adidas",
+        "Puma",
+        "Levi's",
+        "Zara",
+        "Casio",
+        "Fossil",
+    ]
+    kinds = [
+        "Coupe",
+        "Sedan",
+        "Convertible",
+        "SUV",
+        "Hatchback",
+        "Minivan",
+        "Cab",
+        "Wagon",
+        "running shoes",
+        "sneakers",
+        "denim jacket",
+        "t-shirt",
+        "handbag",
+        "wristwatch",
+        "sunglasses",
+        "backpack",
+        "dress",
+        "hoodie",
+        "ankle boots",
+        "sandals",
+    ]
+    names: set[str] = set()
+    while len(names) < count:
+        names.add(f"{rng.choice(brands)} {rng.choice(kinds)} {rng.randint(1995, 2024)}")
+    return sorted(names)
+
+
+def build_model(config_dir: Path) -> tuple[ClipClassifier, Path]:
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
+
+    torch.manual_seed(0)
+    folder = Path(tempfile.mkdtemp(prefix="bench-vit-b32-"))
+    CLIPModel(CLIPConfig.from_pretrained(config_dir)).save_pretrained(folder)
+    CLIPProcessor.from_pretrained(config_dir).save_pretrained(folder)
+    return load_classifier(str(folder), "cpu"), folder
+
+
+# ---------------------------------------------------------------- memory
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class PeakMemory:
+    """Samples this process's resident memory every 20 ms while active."""
+
+    def __enter__(self) -> PeakMemory:
+        self.peak, self._stop = rss_mb(), threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_mb())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ---------------------------------------------------------------- (a) (b) (c)
+
+
+def run_pipeline(
+    classifier: ClipClassifier,
+    urls: list[str],
+    labels: list[str],
+    work: Path,
+    batch_size: int,
+    workers: int,
+) -> tuple[float, float]:
+    """(a): returns (images/s, peak MB above the memory before the run)."""
+    source = work / f"in-{len(urls)}-{len(labels)}.csv"
+    pd.DataFrame({"sku": range(len(urls)), "image_url": urls}).to_csv(source, index=False)
+    folder = JobFolder(Path(tempfile.mkdtemp(dir=work)))
+    spec = JobSpec(
+        str(source),
+        "image_url",
+        (LabelSet("category", tuple(labels)),),
+        "bench",
+        batch_size=batch_size,
+        workers=workers,
+    )
+    folder.write_spec(spec.with_input_fingerprint())
+    classifier.clear_label_cache()
+    fetcher = ImageFetcher(
+        FetchOptions(allow_private_urls=True, min_size=classifier.input_size), pool_size=workers
+    )
+    before = rss_mb()
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        state = BulkJob(folder, classifier, fetcher).run()
+        seconds = time.perf_counter() - started
+    fetcher.close()
+    assert state.rows_done == len(urls) and state.rows_failed == 0, state
+    return len(urls) / seconds, memory.peak - before
+
+
+def run_notebook(classifier: ClipClassifier, urls: list[str], labels: list[str]) -> float:
+    """(b): the original notebook's loop, re-implemented faithfully."""
+    model, processor = classifier.model, classifier.processor
+    session = requests.Session()
+
+    def download(url: str) -> Image.Image | None:
+        try:
+            response = session.get(url, timeout=10)
+            return Image.open(io.BytesIO(response.content)).convert("RGB").resize((224, 224))
+        except Exception:
+            return None
+
+    results = []
+    started = time.perf_counter()
+    for start in range(0, len(urls), 100):
+        batch = urls[start : start + 100]
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            images = list(pool.map(download, batch))
+        good = [img for img in images if img is not None]
+        with torch.no_grad():
+            inputs = processor(text=labels, images=good, return_tensors="pt", padding=True)
+            probs = model(**inputs).logits_per_image.softmax(dim=1)
+        predicted = iter(probs.argmax(dim=1).tolist())
+        results += [labels[next(predicted)] if img is not None else "Error" for img in images]
+    seconds = time.perf_counter() - started
+    assert len(results) == len(urls) and "Error" not in results
+    return len(urls) / seconds
+
+
+def run_model_only(
+    classifier: ClipClassifier, urls: list[str], labels: list[str], batch_size: int
+) -> float:
+    """(c): pre-decoded, preprocessed tensors straight into the model: the ceiling."""
+    fetcher = ImageFetcher(FetchOptions(allow_private_urls=True, min_size=classifier.input_size))
+    pixels = classifier.preprocess([r.image for r in fetcher.fetch_many(urls, workers=16)])
+    fetcher.close()
+    label_embeddings = classifier.encode_labels(labels)
+    started = time.perf_counter()
+    for start in range(0, len(pixels), batch_size):
+        embeddings = classifier.encode_pixels(pixels[start : start + batch_size], pad_to=batch_size)
+        classifier.probabilities(embeddings, label_embeddings).topk(5)
+    return len(pixels) / (time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--categories", type=int, nargs="+", default=[196, 1000])
+    parser.add_argument("--delays", type=int, nargs="+", default=[0, 100], help="ms per request")
+    parser.add_argument("--memory-rows", type=int, default=5000, help="0 to skip")
+    parser.add_argument("--ceiling-images", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument(
+        "--config-dir", type=Path, default=ROOT.parent / "shared/data/clip-vit-b32-tokenizer"
+    )
+    args = parser.parse_args()
+    quiet_library_logging()
+    work = Path(tempfile.mkdtemp(prefix="bench-bulk-"))
+    classifier, _ = build_model(args.config_dir)
+    after_load = rss_mb()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; ViT-B/32 shapes, "
+        f"random weights; RSS after model load {after_load:.0f} MB",
+        flush=True,
+    )
+
+    if args.memory_rows:
+        server = ImageServerProcess(0)
+        rate, peak = run_pipeline(
+            classifier,
+            server.urls(args.memory_rows),
+            categories(args.categories[0]),
+            work,
+            args.batch_size,
+            args.workers,
+        )
+        server.stop()
+        print(
+            f"memory: {args.memory_rows} rows, {args.categories[0]} categories: (a) "
+            f"{rate:.1f} img/s, peak {peak:.0f} MB above the RSS after model load",
+            flush=True,
+        )
+
+    server = ImageServerProcess(0)
+    ceilings = {
+        n: run_model_only(
+            classifier, server.urls(args.ceiling_images), categories(n), args.batch_size
+        )
+        for n in args.categories
+    }
+    server.stop()
+    print(
+        "\n| categories | delay | (a) pipeline img/s | (b) notebook img/s | (c) model-only "
+        "img/s | (a)/(c) | (a)/(b) | (a) peak MB |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n in args.categories:
+        labels = categories(n)
+        for delay in args.delays:
+            server = ImageServerProcess(delay)
+            offset = 0
+            a, peak = run_pipeline(
+                classifier,
+                server.urls(args.images, offset),
+                labels,
+                work,
+                args.batch_size,
+                args.workers,
+            )
+            b = run_notebook(classifier, server.urls(args.images, offset + args.images), labels)
+            server.stop()
+            c = ceilings[n]
+            print(
+                f"| {n} | {delay} ms | {a:.1f} | {b:.1f} | {c:.1f} | {a / c:.2f} | "
+                f"{a / b:.2f} | {peak:.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
