@@ -24,7 +24,7 @@ from core.errors import UserError
 from core.images import to_rgb
 from core.labels import DEFAULT_TEMPLATES
 
-_TEXT_BATCH = 256
+_TEXT_BATCH = 64  # prompts per text-tower call: larger batches cost memory, not speed
 _LABEL_CACHE_SIZE = 32
 
 

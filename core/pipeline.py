@@ -33,6 +33,7 @@ from core.csv_input import CsvInfo, CsvInputError, inspect_csv, iter_rows
 from core.download import ImageFetcher
 from core.jobs import JobFolder, JobSpec, JobState
 from core.labels import LabelSet
+from core.memory import limit_allocator_retention
 from core.model import ClipClassifier
 
 OUTPUT_COLUMNS = ("predicted_category", "confidence", "top_categories", "error")
@@ -155,6 +156,7 @@ class BulkJob:
     def run(self, resume: bool = False) -> JobState:
         """Process the rows not yet done; returns the final state (also saved in the folder)."""
         info = check_input(self.spec)
+        limit_allocator_retention()
         previous = self.folder.state() if resume else None
         if previous is not None and previous.status == "finished":
             return previous
