@@ -205,21 +205,10 @@ class BulkJob:
                 if not window:
                     break
                 self._encode_ready(window, exhausted, label_embeddings)
-                written = 0
-                while window and window[0].task.finished:
-                    row = window.popleft()
-                    self._retire(row)
-                    writer.writerow(
-                        [row.values.get(c, "") for c in kept]
-                        + _format_outputs(row.task, self.n_set_columns)
-                    )
-                    state.rows_failed += row.task.error is not None
-                    written += 1
+                written = self._write_finished(window, writer, kept, state)
                 if written:
-                    state.rows_done += written
                     done_this_run += written
-                    elapsed = max(time.monotonic() - started, 1e-9)
-                    state.images_per_second = done_this_run / elapsed
+                    state.images_per_second = done_this_run / max(time.monotonic() - started, 1e-9)
                     left = state.rows_total - state.rows_done
                     state.seconds_left = left / state.images_per_second
                     if time.monotonic() - last_save >= _SAVE_EVERY_SECONDS:
@@ -239,6 +228,19 @@ class BulkJob:
                     self._wait_for_downloads(window)
             if self.stop.is_set():
                 pool.shutdown(cancel_futures=True)
+
+    def _write_finished(self, window: deque[_Row], writer, kept: list[str], state: JobState) -> int:  # type: ignore[no-untyped-def]
+        """Write the finished rows at the head of the window, in input order; how many."""
+        written = 0
+        while window and window[0].task.finished:
+            row = window.popleft()
+            self._retire(row)
+            outputs = _format_outputs(row.task, self.n_set_columns)
+            writer.writerow([row.values.get(c, "") for c in kept] + outputs)
+            state.rows_failed += row.task.error is not None
+            written += 1
+        state.rows_done += written
+        return written
 
     def _fill(self, window: deque[_Row], rows: Iterator[dict[str, str]], pool) -> bool:  # type: ignore[no-untyped-def]
         """Top the window up with new rows; True once the input is exhausted."""
