@@ -138,34 +138,23 @@ def test_classify_writes_every_row_and_exits_0_despite_failed_rows(
 
 
 def test_classify_resume_with_other_settings_is_refused(app_env, bulk_csv, labels_file, tmp_path):
-    output = tmp_path / "out.csv"
-    first = run_cli(
-        "classify", "--input", str(bulk_csv), "--labels", str(labels_file), "--output", str(output)
-    )
+    def classify(*extra):
+        return run_cli(
+            "classify",
+            "--input",
+            str(bulk_csv),
+            "--labels",
+            str(labels_file),
+            "--output",
+            str(tmp_path / "out.csv"),
+            *extra,
+        )
+
+    first = classify()
     assert first.returncode == 0, first.stderr
-    again = run_cli(
-        "classify",
-        "--input",
-        str(bulk_csv),
-        "--labels",
-        str(labels_file),
-        "--output",
-        str(output),
-        "--resume",
-    )
+    again = classify("--resume")
     assert again.returncode == 0 and "Labelled 30 rows" in again.stderr
-    other = run_cli(
-        "classify",
-        "--input",
-        str(bulk_csv),
-        "--labels",
-        str(labels_file),
-        "--output",
-        str(output),
-        "--resume",
-        "--top-k",
-        "2",
-    )
+    other = classify("--resume", "--top-k", "2")
     assert other.returncode == 1
     assert "other settings" in other.stderr and "Traceback" not in other.stderr
 
