@@ -129,7 +129,7 @@ def _cli_job_folder(settings: Settings, input_csv: Path, output: Path) -> JobFol
 
 
 def _same_job(old: JobSpec, new: JobSpec) -> bool:
-    ignore = {"input_size", "input_mtime"}
+    ignore = {"input_size"}
     strip = lambda spec: {k: v for k, v in spec.to_dict().items() if k not in ignore}  # noqa: E731
     return strip(old) == strip(new)
 

@@ -12,7 +12,6 @@ resume after a crash:
 from __future__ import annotations
 
 import re
-import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -27,7 +26,6 @@ SPEC_FILE, STATE_FILE, RESULTS_FILE, INPUT_FILE = (
     "results.csv",
     "input.csv",
 )
-STATUSES = ("running", "stopped", "interrupted", "finished", "failed")
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,6 @@ class JobSpec:
     batch_size: int = 32
     workers: int = 16
     input_size: int = 0
-    input_mtime: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -57,9 +54,8 @@ class JobSpec:
         return cls(**{**data, "label_sets": sets})
 
     def with_input_fingerprint(self) -> JobSpec:
-        """This spec with the input file's size and modification time recorded."""
-        stat = Path(self.input_csv).stat()
-        return replace(self, input_size=stat.st_size, input_mtime=stat.st_mtime)
+        """This spec with the input file's size recorded (a resume checks it is unchanged)."""
+        return replace(self, input_size=Path(self.input_csv).stat().st_size)
 
 
 @dataclass
@@ -132,10 +128,6 @@ class JobFolder:
         """Forget results and progress (the spec and input stay)."""
         for name in (STATE_FILE, RESULTS_FILE):
             (self.path / name).unlink(missing_ok=True)
-
-    def delete(self) -> None:
-        """Remove the whole folder."""
-        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def jobs_root(data_dir: str | Path) -> Path:

@@ -19,9 +19,12 @@ SOURCE_MODEL, SOURCE_HUMAN = "model", "human"
 
 
 def load_results(folder: JobFolder) -> pd.DataFrame:
-    """The job's results as text columns, plus a numeric `confidence` (NaN for failed rows)."""
-    results = pd.read_csv(folder.results_path, dtype=str, keep_default_na=False)
-    return results
+    """The job's complete result rows as text: after a crash, a half-written row past what the
+    saved state counts as complete is left out (a resume overwrites it)."""
+    state = folder.state()
+    with open(folder.results_path, "rb") as handle:
+        complete = handle.read(state.results_bytes if state else -1)
+    return pd.read_csv(io.BytesIO(complete), dtype=str, keep_default_na=False)
 
 
 def confidence_values(results: pd.DataFrame) -> pd.Series:
