@@ -26,13 +26,8 @@ from core.download import FetchOptions, ImageFetcher
 from core.errors import UserError
 from core.images import ImageDecodeError, decode_image
 from core.jobs import JobFolder, JobSpec, jobs_root
-from core.labels import (
-    DEFAULT_TEMPLATES,
-    LabelSet,
-    load_labels_file,
-    validate_labels,
-    validate_templates,
-)
+from core.label_store import LabelStore, resolve_label_set
+from core.labels import LabelSet
 from core.storage import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -76,14 +71,15 @@ def _format_table(ranked: list[LabelScore]) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Classify one image against the labels and print the top-k."""
     settings = load_settings()
-    labels = validate_labels(load_labels_file(args.labels))
-    templates = validate_templates(args.template or DEFAULT_TEMPLATES)
+    label_set = resolve_label_set(args.labels, LabelStore.from_settings(settings), args.template)
     if args.top_k < 1:
         raise CliError("--top-k must be at least 1.")
     model_name = args.model or settings.model
     image = _load_image(args.image, FetchOptions.from_settings(settings))
     classifier = _load_model(model_name, settings)
-    prediction = classifier.predict_one(image, labels, templates)
+    prediction = classifier.predict_one(
+        image, label_set.labels, label_set.templates, prompts=label_set.prompts or None
+    )
     ranked, seconds = prediction.top(args.top_k), prediction.seconds
     if args.json:
         print(
@@ -112,13 +108,12 @@ def _load_model(name: str, settings: Settings) -> ClipClassifier:
     return load_classifier(name, settings.device)
 
 
-def _label_sets(sources: list[str], templates: list[str] | None) -> tuple[LabelSet, ...]:
-    """One label set per --labels file, named after the file."""
-    chosen = tuple(validate_templates(templates or DEFAULT_TEMPLATES))
-    return tuple(
-        LabelSet(Path(source).stem, tuple(load_labels_file(source)), chosen).validated()
-        for source in sources
-    )
+def _label_sets(
+    sources: list[str], templates: list[str] | None, settings: Settings
+) -> tuple[LabelSet, ...]:
+    """One label set per --labels (a label file, or a saved set's name)."""
+    store = LabelStore.from_settings(settings)
+    return tuple(resolve_label_set(source, store, templates) for source in sources)
 
 
 def _cli_job_folder(settings: Settings, input_csv: Path, output: Path) -> JobFolder:
@@ -156,7 +151,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     spec = JobSpec(
         input_csv=str(input_csv.resolve()),
         url_column=url_column,
-        label_sets=_label_sets(args.labels, args.template),
+        label_sets=_label_sets(args.labels, args.template, settings),
         model=args.model or settings.model,
         top_k=args.top_k,
         batch_size=args.batch_size,
@@ -210,14 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="top-k labels for one image")
     predict.add_argument("image", help="http(s) URL or local image file")
-    predict.add_argument("--labels", required=True, help=".txt (one per line) or .csv of labels")
+    predict.add_argument(
+        "--labels",
+        required=True,
+        help="a saved label set's name, or a .txt (one per line) or .csv of labels",
+    )
     predict.add_argument("--top-k", type=int, default=5, help="how many labels to show (5)")
     predict.add_argument("--model", help="hub id or local folder (default: CLIPLAB_MODEL)")
     predict.add_argument(
         "--template",
         action="append",
-        help="prompt template with {} for the label; repeat to ensemble "
-        '(default "a photo of a {}.")',
+        help="prompt template with {} for the label; repeat to ensemble (default: a saved "
+        'set\'s own templates, else "a photo of a {}.")',
     )
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     predict.set_defaults(handler=cmd_predict)
@@ -228,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels",
         required=True,
         action="append",
-        help=".txt or .csv of labels; repeat for several label sets (e.g. category, colour)",
+        help="a saved label set's name, or a .txt or .csv of labels; repeat for several label "
+        "sets (e.g. category, colour)",
     )
     classify.add_argument("--output", required=True, help="where to write the labelled CSV")
     classify.add_argument("--url-column", help="column with the image URLs (default: detected)")

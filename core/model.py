@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ from core.labels import DEFAULT_TEMPLATES
 
 _TEXT_BATCH = 64  # prompts per text-tower call: larger batches cost memory, not speed
 _LABEL_CACHE_SIZE = 32
+
+Prepared = np.ndarray | torch.Tensor  # one image from ClipClassifier.prepare
 
 
 class ModelLoadError(UserError, RuntimeError):
@@ -141,6 +143,7 @@ def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
     try:
         model = _from_pretrained(CLIPModel, source)
         processor = _from_pretrained(CLIPProcessor, source)
+        _read_all_weights(model)
     except Exception as exc:  # any failure here means this checkpoint is unusable as saved
         raise ModelLoadError(
             f"Model '{name}' has a CLIP config but its weights or tokenizer/processor files "
@@ -148,6 +151,19 @@ def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
             "save_pretrained."
         ) from exc
     return ClipClassifier(model, processor, name=name, device=torch_device)
+
+
+@torch.inference_mode()
+def _read_all_weights(model: torch.nn.Module) -> None:
+    """Read every weight once, so the model is in memory when loading returns.
+
+    transformers memory-maps safetensors files: without this the weights would be read from
+    disk page by page during the first prediction (slowing it), and the process's memory after
+    loading would not include the model, which misleads any memory figure taken from there.
+    """
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.device.type == "cpu" and tensor.numel():
+            tensor.detach().sum()
 
 
 class ClipClassifier:
@@ -181,18 +197,33 @@ class ClipClassifier:
         """CLIP's learned temperature, exp(logit_scale), capped at 100 as in the paper."""
         return float(self.model.logit_scale.detach().float().exp().clamp(max=100.0))
 
+    def prepare(self, img: Image.Image) -> Prepared:
+        """One image made ready for the vision tower, short of the batch tensor.
+
+        For the standard CLIP preprocessing this is the resized, centre-cropped image as uint8
+        (H, W, 3): PIL does the work (it releases the GIL) and no torch op runs, so download
+        threads can call it beside a running model without starting thread teams of their own,
+        and a waiting image takes a quarter of the memory of its float tensor. Any other
+        processor configuration goes through transformers and gives the float tensor.
+        """
+        rgb = img if img.mode == "RGB" else to_rgb(img)
+        if self._fast_transform is not None:
+            return self._fast_transform.crop(rgb)
+        return self.processor.image_processor([rgb], return_tensors="pt")["pixel_values"][0]
+
+    def pixels(self, prepared: Sequence[Prepared]) -> torch.Tensor:
+        """The vision tower's input batch (CPU, float32) from prepared images."""
+        if self._fast_transform is not None:
+            return self._fast_transform.normalize(prepared)
+        return torch.stack(list(prepared))
+
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Resize, crop and normalise images into the vision tower's input (CPU, float32).
 
-        Holds no state, so download threads can run it in parallel with the model. For the
-        standard CLIP preprocessing a direct PIL+numpy version is used (same numbers, a third
-        less CPU than transformers' generic PIL path, which matters when cores are scarce);
-        any other processor configuration goes through transformers.
+        For the standard CLIP preprocessing a direct PIL version is used (same numbers as
+        transformers', a third less CPU, which matters when cores are scarce).
         """
-        rgb = [img if img.mode == "RGB" else to_rgb(img) for img in images]
-        if self._fast_transform is not None:
-            return torch.stack([self._fast_transform(img) for img in rgb])
-        return self.processor.image_processor(rgb, return_tensors="pt")["pixel_values"]
+        return self.pixels([self.prepare(img) for img in images])
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor, pad_to: int | None = None) -> torch.Tensor:
@@ -278,11 +309,16 @@ class ClipClassifier:
         image: Image.Image,
         labels: Sequence[str],
         templates: Sequence[str] = DEFAULT_TEMPLATES,
+        prompts: Sequence[str] | None = None,
     ) -> Prediction:
-        """Score one image against the labels, timing it and noting whether text was re-encoded."""
-        cached = self.has_label_embeddings(labels, templates)
+        """Score one image against the labels, timing it and noting whether text was re-encoded.
+
+        `prompts`, when given, holds per label the text put into the templates (a fuller
+        description than the label itself); the results are still named by the labels.
+        """
+        cached = self.has_label_embeddings(prompts or labels, templates)
         started = time.perf_counter()
-        ranked = self.classify([image], labels, templates)[0]
+        ranked = self.classify([image], labels, templates, prompts=prompts)[0]
         return Prediction(ranked, time.perf_counter() - started, labels_from_cache=cached)
 
     def probabilities(
@@ -298,17 +334,46 @@ class ClipClassifier:
         labels: Sequence[str],
         templates: Sequence[str] = DEFAULT_TEMPLATES,
         batch_size: int = 32,
+        prompts: Sequence[str] | None = None,
     ) -> list[list[LabelScore]]:
-        """For each image, every label with its probability, best first."""
-        label_embeddings = self.encode_labels(labels, templates)
+        """For each image, every label with its probability, best first (`prompts`: as for
+        predict_one)."""
+        if prompts is not None and len(prompts) != len(labels):
+            raise ValueError("one prompt per label is needed")
+        label_embeddings = self.encode_labels(prompts or labels, templates)
         probs = self.probabilities(self.encode_images(images, batch_size), label_embeddings)
         return [rank_labels(labels, row.tolist()) for row in probs]
 
 
-def _standard_clip_transform(image_processor: Any) -> Callable[[Image.Image], torch.Tensor] | None:
-    """A direct transform equal to CLIP's standard preprocessing, or None when the processor
-    is configured any other way: resize the short side to S (the long side to int(S*long/short),
-    as torchvision does), centre-crop, scale to 0..1, normalise with the mean and std."""
+class _StandardClipTransform:
+    """CLIP's standard preprocessing done directly: resize the short side to S (the long side to
+    int(S*long/short), as torchvision does), centre-crop, scale to 0..1, normalise."""
+
+    def __init__(self, short: int, crop: tuple[int, int], mean: Sequence, std: Sequence) -> None:
+        self.short, (self.crop_h, self.crop_w) = short, crop
+        self.mean = torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1)
+
+    def crop(self, img: Image.Image) -> np.ndarray:
+        """Resized and centre-cropped, as uint8 (H, W, 3)."""
+        width, height = img.size
+        if width <= height:
+            new_w, new_h = self.short, int(self.short * height / width)
+        else:
+            new_w, new_h = int(self.short * width / height), self.short
+        if (new_w, new_h) != (width, height):
+            img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        top, left = (new_h - self.crop_h) // 2, (new_w - self.crop_w) // 2
+        return np.asarray(img.crop((left, top, left + self.crop_w, top + self.crop_h)))
+
+    def normalize(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        """A float32 (N, 3, H, W) batch, scaled to 0..1 and normalised."""
+        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
+        return batch.div_(255.0).sub_(self.mean).div_(self.std).contiguous()
+
+
+def _standard_clip_transform(image_processor: Any) -> _StandardClipTransform | None:
+    """The direct transform when the processor is configured as CLIP's standard one, else None."""
     get = lambda name, default=None: getattr(image_processor, name, default)  # noqa: E731
     size, crop = dict(get("size") or {}), dict(get("crop_size") or {})
     standard = (
@@ -323,24 +388,12 @@ def _standard_clip_transform(image_processor: Any) -> Callable[[Image.Image], to
     )
     if not standard:
         return None
-    short, crop_h, crop_w = int(size["shortest_edge"]), int(crop["height"]), int(crop["width"])
-    mean = np.asarray(get("image_mean"), dtype=np.float32).reshape(1, 1, 3)
-    std = np.asarray(get("image_std"), dtype=np.float32).reshape(1, 1, 3)
-
-    def transform(img: Image.Image) -> torch.Tensor:
-        width, height = img.size
-        if width <= height:
-            new_w, new_h = short, int(short * height / width)
-        else:
-            new_w, new_h = int(short * width / height), short
-        if (new_w, new_h) != (width, height):
-            img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
-        top, left = (new_h - crop_h) // 2, (new_w - crop_w) // 2
-        img = img.crop((left, top, left + crop_w, top + crop_h))
-        pixels = (np.asarray(img, dtype=np.float32) / 255.0 - mean) / std
-        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
-
-    return transform
+    return _StandardClipTransform(
+        int(size["shortest_edge"]),
+        (int(crop["height"]), int(crop["width"])),
+        list(get("image_mean")),
+        list(get("image_std")),
+    )
 
 
 def rank_labels(labels: Sequence[str], scores: Sequence[float]) -> list[LabelScore]:

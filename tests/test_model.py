@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -269,8 +270,18 @@ def test_fast_preprocessing_equals_transformers(size):
     img = two_tone(size)
     img.paste((30, 160, 90), (size[0] // 3, size[1] // 4, size[0] // 2, size[1] // 2))
     expected = processor([img], return_tensors="pt")["pixel_values"][0]
-    assert transform(img).shape == expected.shape
-    assert torch.allclose(transform(img), expected, atol=1e-5)
+    crop = transform.crop(img)
+    assert crop.dtype == np.uint8 and crop.shape == (224, 224, 3)
+    ours = transform.normalize([crop])[0]
+    assert ours.shape == expected.shape and ours.is_contiguous()
+    assert torch.allclose(ours, expected, atol=1e-5)
+
+
+def test_prepared_images_batch_to_the_same_pixels_as_preprocess(classifier):
+    images = [two_tone((300, 200)), two_tone((64, 64)).convert("L"), two_tone((500, 900))]
+    prepared = [classifier.prepare(img) for img in images]
+    assert all(p.dtype == np.uint8 for p in prepared)
+    assert torch.equal(classifier.pixels(prepared), classifier.preprocess(images))
 
 
 def test_unusual_processor_settings_use_transformers():

@@ -1,6 +1,7 @@
 """The bulk pipeline on the tiny model against a loopback image server."""
 
 import json
+import os
 import threading
 
 import pandas as pd
@@ -219,3 +220,37 @@ def test_input_changed_since_start_refuses_to_resume(tmp_path, image_server, cla
 
     with pytest.raises(CsvInputError, match="has changed since the job started"):
         BulkJob(folder, classifier, fetcher).run(resume=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes")
+def test_downloads_run_on_idle_priority_threads(tmp_path, image_server, classifier, fetcher):
+    """Workers must not pre-empt the model's threads: they run as SCHED_IDLE."""
+    policies = set()
+    real_fetch = fetcher.fetch
+
+    def recording_fetch(url):
+        policies.add(os.sched_getscheduler(threading.get_native_id()))
+        return real_fetch(url)
+
+    fetcher.fetch = recording_fetch
+    source = make_csv(tmp_path / "in.csv", image_server, rows=14)
+    BulkJob(make_job(tmp_path, source), classifier, fetcher).run()
+    assert policies == {os.SCHED_IDLE}
+    assert os.sched_getscheduler(threading.get_native_id()) != os.SCHED_IDLE  # model thread
+
+
+def test_prompts_of_a_label_set_are_what_the_text_tower_encodes(
+    tmp_path, image_server, classifier, fetcher
+):
+    """A label's prompt replaces it in the templates; outputs still carry the label."""
+    plain = LabelSet("category", ("shoes", "bags"))
+    prompted = LabelSet("category", ("shoes", "bags"), prompts=("running shoes", ""))
+    source = make_csv(tmp_path / "in.csv", image_server, rows=7)
+    results = []
+    for name, label_set in (("plain", plain), ("prompted", prompted)):
+        folder = make_job(tmp_path, source, name=name, label_sets=(label_set,))
+        BulkJob(folder, classifier, fetcher).run()
+        results.append(read_results(folder))
+    assert classifier.has_label_embeddings(("running shoes", "bags"))
+    assert set(results[1]["predicted_category"]) <= {"shoes", "bags", ""}
+    assert list(results[0]["confidence"]) != list(results[1]["confidence"])
