@@ -22,6 +22,7 @@ navigation = st.navigation(
             default=True,
         ),
         st.Page("app_pages/bulk_csv.py", title="Bulk CSV", icon=":material/table_view:"),
+        st.Page("app_pages/label_sets.py", title="Label sets", icon=":material/list_alt:"),
     ]
 )
 st.sidebar.title("CLIP Labeler")

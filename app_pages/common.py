@@ -20,6 +20,7 @@ from core.config import Settings, SettingsError, load_settings
 from core.download import FetchOptions, ImageFetcher
 from core.images import ImageDecodeError, decode_image
 from core.job_runner import BackgroundJobs
+from core.label_store import LabelStore
 from core.labels import (
     DEFAULT_TEMPLATES,
     LabelsError,
@@ -42,6 +43,7 @@ MODEL_KEY = "model_name"
 _FAILURES_KEY = "model_failures"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
 SOURCE_URL, SOURCE_UPLOAD = "Paste a URL", "Upload a file"
+FROM_SAVED = "A saved label set"
 
 
 @st.cache_resource(show_spinner="Loading the CLIP model (the first time may download it)…")
@@ -87,6 +89,43 @@ def fetcher() -> ImageFetcher:
     """The shared image downloader configured from the settings."""
     settings = app_settings()
     return _shared_fetcher(str(settings.data_dir), settings.allow_private_urls)
+
+
+def label_store() -> LabelStore:
+    """The saved label sets under the data folder (starter sets copied in on first use)."""
+    try:
+        return LabelStore.from_settings(app_settings())
+    except OSError as exc:
+        st.error(
+            f"The label-set folder cannot be used ({exc.strerror or exc}); check CLIPLAB_DATA_DIR."
+        )
+        st.stop()
+
+
+def saved_label_set(key: str, name: str | None = None) -> LabelSet | None:
+    """A saved set picked by name (its own templates and prompts); None, with the reason shown,
+    when there is none or it cannot be used. `name` renames it (e.g. for output columns)."""
+    store = label_store()
+    names = store.names()
+    if not names:
+        st.info("No saved label sets yet: create one on the Label sets page.")
+        return None
+    chosen = st.selectbox("Saved label set", names, key=key)
+    try:
+        label_set = store.label_set(chosen)
+    except LabelsError as exc:
+        st.warning(str(exc))
+        return None
+    st.caption(
+        f"{len(label_set.labels)} labels: {', '.join(label_set.labels[:8])}"
+        + (", …" if len(label_set.labels) > 8 else "")
+        + f" · templates: {' | '.join(label_set.templates)}"
+    )
+    return (
+        LabelSet(name, label_set.labels, label_set.templates, label_set.prompts)
+        if name
+        else label_set
+    )
 
 
 def _load_selected_model(settings: Settings) -> tuple[ClipClassifier | None, str | None]:
@@ -240,8 +279,9 @@ def job_fetch_options(classifier: ClipClassifier) -> FetchOptions:
 
 
 def label_sets_input(key: str) -> tuple[LabelSet, ...] | None:
-    """Widgets for one or more label sets (pasted list or categories CSV each), with shared
-    prompt templates. Shows what is wrong and returns None until every set is usable."""
+    """Widgets for one or more label sets (a pasted list, a categories CSV or a saved set each),
+    with shared prompt templates for the unsaved ones. Shows what is wrong and returns None
+    until every set is usable."""
     count = int(
         st.number_input(
             "How many label sets",
@@ -253,7 +293,9 @@ def label_sets_input(key: str) -> tuple[LabelSet, ...] | None:
             "colour and gender; each set gets its own output columns.",
         )
     )
-    sets, problems = [], []
+    sets: list[LabelSet | None] = []
+    problems: list[str] = []
+    saved_sets: dict[int, LabelSet] = {}
     for i in range(count):
         with st.container(border=True):
             name = st.text_input(
@@ -261,10 +303,19 @@ def label_sets_input(key: str) -> tuple[LabelSet, ...] | None:
             )
             how = st.radio(
                 "Categories from",
-                ["Paste a list", "Upload a categories CSV"],
+                ["Paste a list", "Upload a categories CSV", FROM_SAVED],
                 horizontal=True,
                 key=f"{key}_how_{i}",
             )
+            labels = []
+            if how == FROM_SAVED:
+                saved = saved_label_set(f"{key}_saved_{i}", name)
+                if saved is None:
+                    problems.append(f"Set {i + 1}: choose a usable saved label set.")
+                else:
+                    saved_sets[i] = saved
+                sets.append(None)
+                continue
             if how == "Paste a list":
                 labels = parse_labels_text(
                     st.text_area("One category per line", key=f"{key}_text_{i}", height=140)
@@ -275,7 +326,6 @@ def label_sets_input(key: str) -> tuple[LabelSet, ...] | None:
                     type=["csv"],
                     key=f"{key}_csv_{i}",
                 )
-                labels = []
                 if upload is not None:
                     try:
                         labels = parse_labels_csv(upload.getvalue().decode("utf-8-sig"))
@@ -288,7 +338,8 @@ def label_sets_input(key: str) -> tuple[LabelSet, ...] | None:
                 )
             sets.append(LabelSet(name, tuple(labels)))
     templates_text = st.text_area(
-        "Prompt templates (one per line; {} is the category; several are averaged)",
+        "Prompt templates for pasted or uploaded categories (one per line; {} is the category; "
+        "several are averaged; saved sets use their own)",
         value="\n".join(DEFAULT_TEMPLATES),
         key=f"{key}_templates",
     )
@@ -298,7 +349,11 @@ def label_sets_input(key: str) -> tuple[LabelSet, ...] | None:
         problems.append(str(exc))
         templates = DEFAULT_TEMPLATES
     checked = []
-    for label_set in sets:
+    for i, label_set in enumerate(sets):
+        if label_set is None:
+            if i in saved_sets:
+                checked.append(saved_sets[i])
+            continue
         try:
             checked.append(LabelSet(label_set.name, label_set.labels, templates).validated())
         except LabelsError as exc:

@@ -4,16 +4,39 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.common import image_input, require_classifier, show_prediction
+from app_pages.common import image_input, require_classifier, saved_label_set, show_prediction
 from core.labels import (
     DEFAULT_TEMPLATES,
     LabelsError,
+    LabelSet,
     parse_labels_text,
     validate_labels,
     validate_templates,
 )
 
 EXAMPLE_LABELS = "t-shirt\nsneakers\nhandbag\nwristwatch\nsunglasses\ndress\nbackpack"
+TYPED, SAVED = "Type them", "A saved label set"
+
+
+def typed_labels() -> LabelSet | None:
+    """Labels and templates typed on this page; None (reason shown) when unusable."""
+    labels_text = st.text_area(
+        "Candidate labels, one per line", value=EXAMPLE_LABELS, height=200, key="single_labels"
+    )
+    with st.expander("Prompt templates"):
+        templates_text = st.text_area(
+            "One template per line; {} is replaced by the label. Several are averaged.",
+            value="\n".join(DEFAULT_TEMPLATES),
+            key="single_templates",
+        )
+    try:
+        labels = validate_labels(parse_labels_text(labels_text))
+        templates = validate_templates(templates_text.splitlines())
+    except LabelsError as exc:
+        st.warning(str(exc))
+        return None
+    return LabelSet("labels", tuple(labels), tuple(templates))
+
 
 st.title("Single image")
 st.caption(
@@ -24,23 +47,12 @@ classifier = require_classifier()
 
 image_column, labels_column = st.columns(2, gap="large")
 with labels_column:
-    labels_text = st.text_area(
-        "Candidate labels, one per line", value=EXAMPLE_LABELS, height=200, key="single_labels"
-    )
-    with st.expander("Prompt templates"):
-        templates_text = st.text_area(
-            "One template per line; {} is replaced by the label. Several are averaged.",
-            value="\n".join(DEFAULT_TEMPLATES),
-            key="single_templates",
-        )
+    source = st.radio("Labels", [TYPED, SAVED], horizontal=True, key="single_labels_source")
+    label_set = typed_labels() if source == TYPED else saved_label_set("single_saved_set")
 with image_column:
     image, description = image_input("single")
 
-try:
-    labels = validate_labels(parse_labels_text(labels_text))
-    templates = validate_templates(templates_text.splitlines())
-except LabelsError as exc:
-    st.warning(str(exc))
+if label_set is None:
     st.stop()
 
 if image is None:
@@ -49,7 +61,9 @@ if image is None:
     st.stop()
 
 st.divider()
-prediction = classifier.predict_one(image, labels, templates)
+prediction = classifier.predict_one(
+    image, label_set.labels, label_set.templates, prompts=label_set.prompts or None
+)
 picture_column, result_column = st.columns([2, 3], gap="large")
 with picture_column:
     st.image(image, caption=description, width="stretch")

@@ -134,3 +134,22 @@ def test_bad_csv_upload_shows_a_message(image_server):
     at.file_uploader(key="bulk_upload").set_value(("empty.csv", b"sku,url\n", "text/csv")).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["The uploaded CSV has a header but no rows."]
+
+
+def test_a_saved_label_set_can_be_chosen_for_a_job(image_server):
+    from core.label_store import LabelStore
+
+    colours = LabelStore(pytest.data_dir / "label_sets").label_set("Fashion base colours")
+    at = bulk_page()
+    at.file_uploader(key="bulk_upload").set_value(
+        ("products.csv", products_csv(image_server, rows=6), "text/csv")
+    ).run()
+    at.radio(key="bulk_sets_how_0").set_value("A saved label set").run()
+    at.selectbox(key="bulk_sets_saved_0").select("Fashion base colours").run()
+    at.button(key="bulk_start").click().run()
+    assert not at.exception
+    [job] = [j for j in list_jobs(pytest.data_dir) if j.exists()]
+    background_jobs().wait(job, 60)
+    [used] = job.spec().label_sets
+    assert used.labels == colours.labels and used.templates == colours.templates
+    assert used.prompts == colours.prompts and used.name == "category"

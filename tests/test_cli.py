@@ -1,5 +1,6 @@
 """`python -m core predict` run as a real subprocess on the tiny model."""
 
+import csv
 import json
 import os
 import re
@@ -212,3 +213,30 @@ def test_classify_unusable_input_is_one_sentence_and_non_zero(
     assert done.stderr.startswith("error: ") and fragment in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_labels_by_saved_set_name_for_predict_and_classify(
+    app_env, image_file, image_server, tmp_path
+):
+    from core.label_store import LabelStore
+
+    colours = LabelStore(app_env / "label_sets").label_set("Fashion base colours")
+    done = run_cli("predict", str(image_file), "--labels", "Fashion base colours", "--json")
+    assert done.returncode == 0, done.stderr
+    top = json.loads(done.stdout)["top"]
+    assert len(top) == 5 and {t["label"] for t in top} <= set(colours.labels)
+
+    source = tmp_path / "in.csv"
+    source.write_text(f"sku,image_url\n1,{image_server.url('/img/1.png')}\n", "utf-8")
+    output = tmp_path / "out.csv"
+    done = run_cli(
+        "classify", "--input", str(source), "--output", str(output),
+        "--labels", "Fashion base colours", "--labels", "Fashion article types",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = next(csv.DictReader(output.open(encoding="utf-8")))
+    assert row["fashion_base_colours_category"] in colours.labels
+
+    done = run_cli("predict", str(image_file), "--labels", "No such set")
+    assert done.returncode == 1
+    assert "neither a .txt/.csv label file nor a saved label set" in done.stderr
