@@ -23,6 +23,7 @@ navigation = st.navigation(
         ),
         st.Page("app_pages/bulk_csv.py", title="Bulk CSV", icon=":material/table_view:"),
         st.Page("app_pages/label_sets.py", title="Label sets", icon=":material/list_alt:"),
+        st.Page("app_pages/finetune.py", title="Fine-tune", icon=":material/model_training:"),
     ]
 )
 st.sidebar.title("CLIP Labeler")

@@ -14,7 +14,9 @@ from app_pages.common import (
     require_classifier,
 )
 from core.csv_input import CsvInputError, inspect_csv, preview
+from core.errors import short_list
 from core.jobs import JobFolder, JobSpec, JobState, list_jobs, new_job_folder
+from core.labels import LabelSet
 from core.review import (
     confidence_values,
     csv_bytes,
@@ -91,7 +93,15 @@ def configure_and_start(folder: JobFolder) -> None:
     if info.url_column is None:
         st.warning("No column looks like image URLs; choose the right one above.")
     st.subheader("Categories")
-    label_sets = label_sets_input("bulk_sets")
+    own = require_classifier().classes
+    if own:
+        st.info(
+            f"The model in use is a linear probe: it labels with its own {len(own)} classes "
+            f"({short_list(own)})."
+        )
+        label_sets: tuple[LabelSet, ...] | None = (LabelSet("category", own),)
+    else:
+        label_sets = label_sets_input("bulk_sets")
     with st.expander("Settings"):
         top_k = st.number_input("Labels kept per row (top_categories)", 1, 20, 5, key="bulk_top_k")
         batch_size = st.number_input("Images per model batch", 1, 256, 32, key="bulk_batch")

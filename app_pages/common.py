@@ -18,6 +18,7 @@ from PIL import Image
 
 from core.config import Settings, SettingsError, load_settings
 from core.download import FetchOptions, ImageFetcher
+from core.errors import short_list
 from core.images import ImageDecodeError, decode_image
 from core.job_runner import BackgroundJobs
 from core.label_store import LabelStore
@@ -37,9 +38,12 @@ from core.model import (
     load_classifier,
     quiet_library_logging,
 )
+from core.trained_models import list_models, read_metadata, resolve_model
 
 LOG = logging.getLogger("cliplab")
 MODEL_KEY = "model_name"
+TRAINED_KEY = "trained_model"
+NO_TRAINED_MODEL = "—"
 _FAILURES_KEY = "model_failures"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
 SOURCE_URL, SOURCE_UPLOAD = "Paste a URL", "Upload a file"
@@ -47,10 +51,14 @@ FROM_SAVED = "A saved label set"
 
 
 @st.cache_resource(show_spinner="Loading the CLIP model (the first time may download it)…")
-def _shared_classifier(name: str, device: str) -> ClipClassifier:
-    """One loaded copy of each model per process, shared by every browser session."""
+def _shared_classifier(name: str, source: str, device: str, saved: str) -> ClipClassifier:
+    """One loaded copy of each model per process, shared by every browser session. `source` is
+    where it loads from (a trained model's folder for its name); `saved` tells a retrained
+    model of the same name from the one cached."""
     quiet_library_logging()
-    return load_classifier(name, device)
+    classifier = load_classifier(source, device)
+    classifier.name = name
+    return classifier
 
 
 @st.cache_resource
@@ -117,9 +125,8 @@ def saved_label_set(key: str, name: str | None = None) -> LabelSet | None:
         st.warning(str(exc))
         return None
     st.caption(
-        f"{len(label_set.labels)} labels: {', '.join(label_set.labels[:8])}"
-        + (", …" if len(label_set.labels) > 8 else "")
-        + f" · templates: {' | '.join(label_set.templates)}"
+        f"{len(label_set.labels)} labels: {short_list(label_set.labels)}"
+        f" · templates: {' | '.join(label_set.templates)}"
     )
     return (
         LabelSet(name, label_set.labels, label_set.templates, label_set.prompts)
@@ -138,11 +145,20 @@ def _load_selected_model(settings: Settings) -> tuple[ClipClassifier | None, str
     failures: dict[str, str] = st.session_state.setdefault(_FAILURES_KEY, {})
     if name in failures:
         return None, failures[name]
+    source = resolve_model(name, settings.data_dir)
+    saved = str((read_metadata(source) or {}).get("saved", "")) if source != name else ""
     try:
-        return _shared_classifier(name, settings.device), None
+        return _shared_classifier(name, source, settings.device, saved), None
     except ModelLoadError as exc:
         failures[name] = str(exc)
         return None, str(exc)
+
+
+def _use_trained_model() -> None:
+    """The trained-model picker writes its choice into the model box."""
+    chosen = st.session_state.get(TRAINED_KEY)
+    if chosen and chosen != NO_TRAINED_MODEL:
+        st.session_state[MODEL_KEY] = chosen
 
 
 def _forget_model_failures() -> None:
@@ -158,9 +174,19 @@ def sidebar_model_picker() -> None:
         st.text_input(
             "Model",
             key=MODEL_KEY,
-            help="A Hugging Face model id (downloaded once, on first use) or a local folder "
-            "holding a CLIP checkpoint. Press Enter to switch.",
+            help="A Hugging Face model id (downloaded once, on first use), a local folder "
+            "holding a CLIP checkpoint, or the name of a model trained on the Fine-tune page. "
+            "Press Enter to switch.",
         )
+        trained = list_models(settings.data_dir)
+        if trained:
+            st.selectbox(
+                "Trained models",
+                [NO_TRAINED_MODEL, *trained],
+                key=TRAINED_KEY,
+                on_change=_use_trained_model,
+                help="Models made on the Fine-tune page; choosing one puts it in the box above.",
+            )
         classifier, error = _load_selected_model(settings)
         if classifier is not None:
             precision = "half" if classifier.dtype == torch.float16 else "full"
@@ -168,6 +194,11 @@ def sidebar_model_picker() -> None:
                 f"Loaded **{classifier.name}** on **{classifier.device.type}** "
                 f"({precision} precision)."
             )
+            if classifier.classes:
+                st.caption(
+                    f"A linear probe with its own {len(classifier.classes)} classes: "
+                    f"{short_list(classifier.classes)}."
+                )
         else:
             st.error(error)
             st.button("Try again", key="retry_model", on_click=_forget_model_failures)
@@ -332,10 +363,7 @@ def label_sets_input(key: str) -> tuple[LabelSet, ...] | None:
                     except UnicodeDecodeError:
                         problems.append(f"'{upload.name}' is not UTF-8 text.")
             if labels:
-                st.caption(
-                    f"{len(labels)} categories: {', '.join(labels[:8])}"
-                    + (", …" if len(labels) > 8 else "")
-                )
+                st.caption(f"{len(labels)} categories: {short_list(labels)}")
             sets.append(LabelSet(name, tuple(labels)))
     templates_text = st.text_area(
         "Prompt templates for pasted or uploaded categories (one per line; {} is the category; "

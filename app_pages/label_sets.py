@@ -7,6 +7,8 @@ editor. Unsaved edits of each set are kept while the user looks at other sets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
@@ -127,33 +129,48 @@ def choose_set(names: list[str]) -> str:
     return selected
 
 
+def name_action(
+    field: tuple[str, str, str],
+    button: tuple[str, str],
+    act: Callable[[str], LabelSetDocument],
+    done: str,
+    forget_selected: str | None = None,
+) -> None:
+    """A name box and a button that saves the set under that name (`done` formats the notice)."""
+    label, default, field_key = field
+    new_name = st.text_input(label, value=default, key=field_key)
+    if st.button(button[0], key=button[1]):
+        try:
+            saved = act(new_name)
+        except LabelsError as exc:
+            st.error(str(exc))
+            return
+        if forget_selected:
+            forget(forget_selected)
+        select_next(saved.name)
+        notice(done.format(saved.name))
+        st.rerun()
+
+
 def set_actions(selected: str) -> None:
     """Duplicate, rename and delete (with confirmation) for a saved set."""
     store = label_store()
     duplicate_column, rename_column, delete_column = st.columns(3)
     with duplicate_column.expander("Duplicate"):
-        copy_name = st.text_input("Name of the copy", value=f"{selected} copy", key="ls_copy")
-        if st.button("Duplicate", key="ls_duplicate"):
-            try:
-                saved = store.duplicate(selected, copy_name)
-            except LabelsError as exc:
-                st.error(str(exc))
-            else:
-                select_next(saved.name)
-                notice(f"Saved a copy as '{saved.name}'.")
-                st.rerun()
+        name_action(
+            ("Name of the copy", f"{selected} copy", "ls_copy"),
+            ("Duplicate", "ls_duplicate"),
+            lambda name: store.duplicate(selected, name),
+            "Saved a copy as '{}'.",
+        )
     with rename_column.expander("Rename"):
-        new_name = st.text_input("New name", value=selected, key="ls_rename_to")
-        if st.button("Rename", key="ls_rename"):
-            try:
-                saved = store.rename(selected, new_name)
-            except LabelsError as exc:
-                st.error(str(exc))
-            else:
-                forget(selected)
-                select_next(saved.name)
-                notice(f"Renamed '{selected}' to '{saved.name}'.")
-                st.rerun()
+        name_action(
+            ("New name", selected, "ls_rename_to"),
+            ("Rename", "ls_rename"),
+            lambda name: store.rename(selected, name),
+            f"Renamed '{selected}' to '{{}}'.",
+            forget_selected=selected,
+        )
     with delete_column:
         if st.session_state.get(CONFIRM_DELETE) != selected:
             if st.button("Delete…", key="ls_delete"):
@@ -321,19 +338,16 @@ def save_and_export(selected: str, current: LabelSetDocument, can_save: bool) ->
         stem = name_key(current.name)
     except LabelsError:
         stem = "labels"
-    csv_column.download_button(
-        "Export CSV", export_csv(current.cleaned()), f"{stem}.csv", "text/csv", key="ls_export_csv"
-    )
-    txt_column.download_button(
-        "Export TXT", export_txt(current.cleaned()), f"{stem}.txt", "text/plain", key="ls_export_txt"
-    )
-    json_column.download_button(
-        "Export JSON",
-        export_json(current.cleaned()),
-        f"{stem}.json",
-        "application/json",
-        key="ls_export_json",
-    )
+    cleaned = current.cleaned()
+    exports = [
+        (csv_column, "CSV", export_csv(cleaned), "csv", "text/csv"),
+        (txt_column, "TXT", export_txt(cleaned), "txt", "text/plain"),
+        (json_column, "JSON", export_json(cleaned), "json", "application/json"),
+    ]
+    for column, title, data, suffix, mime in exports:
+        column.download_button(
+            f"Export {title}", data, f"{stem}.{suffix}", mime, key=f"ls_export_{suffix}"
+        )
 
 
 def base_saved(selected: str) -> LabelSetDocument | None:

@@ -13,9 +13,10 @@ from core.labels import (
     validate_labels,
     validate_templates,
 )
+from core.probe import ClassMismatchError
 
 EXAMPLE_LABELS = "t-shirt\nsneakers\nhandbag\nwristwatch\nsunglasses\ndress\nbackpack"
-TYPED, SAVED = "Type them", "A saved label set"
+TYPED, SAVED, OWN = "Type them", "A saved label set", "The model's own classes"
 
 
 def typed_labels() -> LabelSet | None:
@@ -47,8 +48,17 @@ classifier = require_classifier()
 
 image_column, labels_column = st.columns(2, gap="large")
 with labels_column:
-    source = st.radio("Labels", [TYPED, SAVED], horizontal=True, key="single_labels_source")
-    label_set = typed_labels() if source == TYPED else saved_label_set("single_saved_set")
+    own = classifier.classes
+    sources = [OWN, TYPED, SAVED] if own else [TYPED, SAVED]
+    if st.session_state.get("single_model_seen") != classifier.name:
+        st.session_state["single_model_seen"] = classifier.name  # a newly chosen model: its
+        st.session_state["single_labels_source"] = sources[0]  # own classes come first
+    source = st.radio("Labels", sources, horizontal=True, key="single_labels_source")
+    if source == OWN and own:
+        st.caption(f"{len(own)} classes this model was trained on: {', '.join(own)}")
+        label_set = LabelSet("labels", own)
+    else:
+        label_set = typed_labels() if source == TYPED else saved_label_set("single_saved_set")
 with image_column:
     image, description = image_input("single")
 
@@ -61,9 +71,13 @@ if image is None:
     st.stop()
 
 st.divider()
-prediction = classifier.predict_one(
-    image, label_set.labels, label_set.templates, prompts=label_set.prompts or None
-)
+try:
+    prediction = classifier.predict_one(
+        image, label_set.labels, label_set.templates, prompts=label_set.prompts or None
+    )
+except ClassMismatchError as exc:
+    st.warning(str(exc))
+    st.stop()
 picture_column, result_column = st.columns([2, 3], gap="large")
 with picture_column:
     st.image(image, caption=description, width="stretch")

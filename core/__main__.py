@@ -3,6 +3,9 @@
     python -m core predict IMAGE --labels LABELS [--top-k 5] [--model M] [--json]
     python -m core classify --input IN.csv --labels LABELS --output OUT.csv [--url-column C]
         [--model M] [--batch-size N] [--workers N] [--top-k K] [--resume]
+    python -m core finetune --data labelled.csv --image-column C --label-column L
+        --method probe|contrastive [--epochs N --lr X --batch-size N --train projection|last-N|all]
+        --name NAME
 
 Errors are one sentence on stderr and a non-zero exit code, never a traceback. torch and
 transformers are imported only once the input has been checked, so input errors come at once.
@@ -23,12 +26,13 @@ from PIL import Image
 from core.config import Settings, load_settings
 from core.csv_input import inspect_csv
 from core.download import FetchOptions, ImageFetcher
-from core.errors import UserError
+from core.errors import UserError, short_list
 from core.images import ImageDecodeError, decode_image
 from core.jobs import JobFolder, JobSpec, jobs_root
 from core.label_store import LabelStore, resolve_label_set
 from core.labels import LabelSet
 from core.storage import atomic_write_bytes
+from core.trained_models import model_classes, resolve_model
 
 if TYPE_CHECKING:
     from core.model import ClipClassifier, LabelScore
@@ -71,10 +75,12 @@ def _format_table(ranked: list[LabelScore]) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Classify one image against the labels and print the top-k."""
     settings = load_settings()
-    label_set = resolve_label_set(args.labels, LabelStore.from_settings(settings), args.template)
+    model_name = args.model or settings.model
+    if args.labels and len(args.labels) > 1:
+        raise CliError("predict takes one --labels; classify accepts several.")
+    label_set = _label_sets(args.labels, args.template, settings, model_name)[0]
     if args.top_k < 1:
         raise CliError("--top-k must be at least 1.")
-    model_name = args.model or settings.model
     image = _load_image(args.image, FetchOptions.from_settings(settings))
     classifier = _load_model(model_name, settings)
     prediction = classifier.predict_one(
@@ -101,19 +107,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _load_model(name: str, settings: Settings) -> ClipClassifier:
-    """Import torch and transformers only now, so that input errors are reported at once."""
+    """Import torch and transformers only now, so that input errors are reported at once.
+    `name` may be a trained model's name (CLIPLAB_DATA_DIR/models/NAME)."""
     from core.model import load_classifier, quiet_library_logging
 
     quiet_library_logging()
-    return load_classifier(name, settings.device)
+    classifier = load_classifier(resolve_model(name, settings.data_dir), settings.device)
+    classifier.name = name
+    return classifier
 
 
 def _label_sets(
-    sources: list[str], templates: list[str] | None, settings: Settings
+    sources: list[str] | None, templates: list[str] | None, settings: Settings, model: str
 ) -> tuple[LabelSet, ...]:
-    """One label set per --labels (a label file, or a saved set's name)."""
+    """One label set per --labels (a label file, or a saved set's name). A trained linear-probe
+    model has its own classes: --labels may then be left out, and given must be those classes."""
+    classes = model_classes(resolve_model(model, settings.data_dir))
+    if not sources:
+        if classes is None:
+            raise CliError("Give --labels: a saved label set's name, or a .txt or .csv file.")
+        return (LabelSet("category", classes),)
     store = LabelStore.from_settings(settings)
-    return tuple(resolve_label_set(source, store, templates) for source in sources)
+    sets = tuple(resolve_label_set(source, store, templates) for source in sources)
+    for label_set in sets:
+        if classes is not None and sorted(label_set.labels) != sorted(classes):
+            raise CliError(
+                f"Model '{model}' has its own {len(classes)} classes; --labels "
+                f"'{label_set.name}' must list exactly those ({short_list(classes, 6)}), or leave "
+                "--labels out."
+            )
+    return sets
 
 
 def _cli_job_folder(settings: Settings, input_csv: Path, output: Path) -> JobFolder:
@@ -151,7 +174,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     spec = JobSpec(
         input_csv=str(input_csv.resolve()),
         url_column=url_column,
-        label_sets=_label_sets(args.labels, args.template, settings),
+        label_sets=_label_sets(args.labels, args.template, settings, args.model or settings.model),
         model=args.model or settings.model,
         top_k=args.top_k,
         batch_size=args.batch_size,
@@ -197,6 +220,85 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_choice(value: str) -> tuple[str, int]:
+    """--train projection | all | last-N (e.g. last-2)."""
+    if value in ("projection", "all"):
+        return value, 2
+    if value.startswith("last-") and value[5:].isdigit():
+        return "last-N", int(value[5:])
+    raise CliError(f"--train must be projection, all or last-N such as last-2, not {value!r}.")
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Train a linear probe or fine-tune CLIP; a job folder the web page shows too."""
+    from tqdm import tqdm
+
+    from core.finetune_job import FinetuneFolder, FinetuneSpec, new_finetune_folder, run_finetune
+
+    settings = load_settings()
+    if args.job:
+        folder = FinetuneFolder(args.job)
+        if not folder.exists():
+            raise CliError(f"'{args.job}' is not a fine-tuning job folder.")
+    else:
+        missing = [
+            flag
+            for flag, value in (
+                ("--data", args.data),
+                ("--image-column", args.image_column),
+                ("--label-column", args.label_column),
+                ("--name", args.name),
+            )
+            if not value
+        ]
+        if missing:
+            raise CliError(f"{', '.join(missing)} must be given (or --job FOLDER).")
+        if not Path(args.data).is_file():
+            raise CliError(f"Labelled CSV '{args.data}' does not exist.")
+        train, last_n = _train_choice(args.train)
+        spec = FinetuneSpec(
+            data_csv=str(Path(args.data).resolve()),
+            image_column=args.image_column,
+            label_column=args.label_column,
+            caption_column=args.caption_column,
+            name=args.name,
+            base_model=args.model or settings.model,
+            method=args.method,
+            validation_fraction=args.val_fraction,
+            seed=args.seed,
+            epochs=args.epochs,
+            learning_rate=args.lr,
+            batch_size=args.batch_size,
+            weight_decay=args.weight_decay,
+            train=train,
+            last_n=last_n,
+            patience=args.patience,
+            template=args.template,
+            allow_local_files=True,
+        )
+        folder = new_finetune_folder(settings.data_dir, spec.checked())
+    with tqdm(total=0, unit="step", desc="fine-tuning", dynamic_ncols=True) as bar:
+
+        def show(state) -> None:  # type: ignore[no-untyped-def]
+            if state.steps_total and bar.total != state.steps_total:
+                bar.total = state.steps_total
+            bar.n = state.step
+            bar.set_description(state.message[:60] or state.status, refresh=False)
+            bar.set_postfix(loss=state.loss, val_acc=state.val_accuracy, refresh=False)
+            bar.refresh()
+
+        state = run_finetune(folder, settings, show)
+    if state.status != "finished":
+        raise CliError(f"Fine-tuning {state.status}: {state.message}")
+    result = folder.result() or {}
+    for title, key in (("zero-shot", "baseline"), ("trained", "trained")):
+        metrics = result.get(key, {})
+        accuracy, macro_f1 = metrics.get("accuracy", 0.0), metrics.get("macro_f1", 0.0)
+        print(f"{title:>9}: accuracy {accuracy:.1%}, macro F1 {macro_f1:.3f}")
+    print(f"Saved model '{folder.spec().name}' (job folder {folder.path}).", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for all subcommands."""
     parser = argparse.ArgumentParser(
@@ -207,11 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("image", help="http(s) URL or local image file")
     predict.add_argument(
         "--labels",
-        required=True,
-        help="a saved label set's name, or a .txt (one per line) or .csv of labels",
+        action="append",
+        help="a saved label set's name, or a .txt (one per line) or .csv of labels (optional "
+        "for a trained linear-probe model: it has its own classes)",
     )
     predict.add_argument("--top-k", type=int, default=5, help="how many labels to show (5)")
-    predict.add_argument("--model", help="hub id or local folder (default: CLIPLAB_MODEL)")
+    predict.add_argument(
+        "--model", help="hub id, local folder or trained model name (default: CLIPLAB_MODEL)"
+    )
     predict.add_argument(
         "--template",
         action="append",
@@ -225,14 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--input", required=True, help="CSV with a column of image URLs")
     classify.add_argument(
         "--labels",
-        required=True,
         action="append",
         help="a saved label set's name, or a .txt or .csv of labels; repeat for several label "
         "sets (e.g. category, colour)",
     )
     classify.add_argument("--output", required=True, help="where to write the labelled CSV")
     classify.add_argument("--url-column", help="column with the image URLs (default: detected)")
-    classify.add_argument("--model", help="hub id or local folder (default: CLIPLAB_MODEL)")
+    classify.add_argument(
+        "--model", help="hub id, local folder or trained model name (default: CLIPLAB_MODEL)"
+    )
     classify.add_argument("--batch-size", type=int, default=32, help="images per model batch")
     classify.add_argument("--workers", type=int, default=16, help="parallel downloads")
     classify.add_argument("--top-k", type=int, default=5, help="labels kept in top_categories")
@@ -241,6 +347,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue an interrupted run of the same command"
     )
     classify.set_defaults(handler=cmd_classify)
+
+    finetune = commands.add_parser("finetune", help="train a better model from labelled images")
+    finetune.add_argument("--data", help="labelled CSV: image URL/path column and label column")
+    finetune.add_argument("--image-column", help="column with image URLs or file paths")
+    finetune.add_argument("--label-column", help="column with the true labels")
+    finetune.add_argument("--caption-column", help="optional caption/title column (contrastive)")
+    finetune.add_argument("--method", choices=["probe", "contrastive"], default="probe")
+    finetune.add_argument("--name", help="name of the trained model (saved under data/models/)")
+    finetune.add_argument("--model", help="base model (default: CLIPLAB_MODEL)")
+    finetune.add_argument("--epochs", type=int, default=10)
+    finetune.add_argument("--lr", type=float, default=1e-5, help="learning rate (AdamW)")
+    finetune.add_argument("--batch-size", type=int, default=32)
+    finetune.add_argument("--weight-decay", type=float, default=0.1)
+    finetune.add_argument(
+        "--train", default="projection", help="projection, last-N (e.g. last-2) or all"
+    )
+    finetune.add_argument("--val-fraction", type=float, default=0.2, help="validation share (0.2)")
+    finetune.add_argument("--seed", type=int, default=0, help="seed of the split and shuffling")
+    finetune.add_argument(
+        "--patience", type=int, default=3, help="early-stopping patience (epochs)"
+    )
+    finetune.add_argument("--template", default="a photo of a {}.", help="text for each label")
+    finetune.add_argument("--job", help=argparse.SUPPRESS)  # run an existing job folder (the page)
+    finetune.set_defaults(handler=cmd_finetune)
     return parser
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from transformers import AutoConfig, CLIPModel, CLIPProcessor
 from core.errors import UserError
 from core.images import to_rgb
 from core.labels import DEFAULT_TEMPLATES
+from core.probe import ProbeHead
+from core.trained_models import load_probe
 
 _TEXT_BATCH = 64  # prompts per text-tower call: larger batches cost memory, not speed
 _LABEL_CACHE_SIZE = 32
@@ -82,6 +84,15 @@ def resolve_device(preference: str = "auto") -> torch.device:
             "machine; set CLIPLAB_DEVICE=auto or cpu."
         )
     return torch.device(preference)
+
+
+def label_texts(labels: Sequence[str], prompts: Sequence[str] | None) -> tuple[str, ...]:
+    """What the text tower encodes per label: its prompt when it has one, else the label."""
+    if prompts is None:
+        return tuple(labels)
+    if len(prompts) != len(labels):
+        raise ValueError("one prompt per label is needed")
+    return tuple(prompt or label for label, prompt in zip(labels, prompts, strict=True))
 
 
 def render_prompt(template: str, label: str) -> str:
@@ -150,7 +161,17 @@ def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
             f"could not be loaded ({type(exc).__name__}); re-download it or save it again with "
             "save_pretrained."
         ) from exc
-    return ClipClassifier(model, processor, name=name, device=torch_device)
+    probe = _saved_probe(source)
+    return ClipClassifier(model, processor, name=name, device=torch_device, probe=probe)
+
+
+def _saved_probe(source: str) -> ProbeHead | None:
+    """The linear-probe head of a trained model folder (core/trained_models.py), if any."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return None
+    saved = load_probe(folder)
+    return ProbeHead(*saved) if saved is not None else None
 
 
 @torch.inference_mode()
@@ -174,7 +195,12 @@ class ClipClassifier:
     """
 
     def __init__(
-        self, model: CLIPModel, processor: CLIPProcessor, name: str, device: torch.device
+        self,
+        model: CLIPModel,
+        processor: CLIPProcessor,
+        name: str,
+        device: torch.device,
+        probe: ProbeHead | None = None,
     ) -> None:
         self.name = name
         self.device = device
@@ -185,6 +211,7 @@ class ClipClassifier:
         self._fast_transform = _standard_clip_transform(processor.image_processor)
         self._label_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
+        self.probe = probe
 
     @property
     def input_size(self) -> int:
@@ -316,7 +343,9 @@ class ClipClassifier:
         `prompts`, when given, holds per label the text put into the templates (a fuller
         description than the label itself); the results are still named by the labels.
         """
-        cached = self.has_label_embeddings(prompts or labels, templates)
+        cached = self.probe is not None or self.has_label_embeddings(
+            label_texts(labels, prompts), templates
+        )
         started = time.perf_counter()
         ranked = self.classify([image], labels, templates, prompts=prompts)[0]
         return Prediction(ranked, time.perf_counter() - started, labels_from_cache=cached)
@@ -338,11 +367,32 @@ class ClipClassifier:
     ) -> list[list[LabelScore]]:
         """For each image, every label with its probability, best first (`prompts`: as for
         predict_one)."""
-        if prompts is not None and len(prompts) != len(labels):
-            raise ValueError("one prompt per label is needed")
-        label_embeddings = self.encode_labels(prompts or labels, templates)
-        probs = self.probabilities(self.encode_images(images, batch_size), label_embeddings)
+        score = self.scorer(labels, templates, prompts)
+        probs = score(self.encode_images(images, batch_size))
         return [rank_labels(labels, row.tolist()) for row in probs]
+
+    def scorer(
+        self,
+        labels: Sequence[str],
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        prompts: Sequence[str] | None = None,
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A function from image embeddings to probabilities over `labels`, in their order.
+
+        Zero-shot: the labels' text embeddings (encoded once, cached). A model with a linear
+        probe scores its own classes instead (ClassMismatchError unless `labels` are exactly
+        those), so it is used like any other model and gives the same outputs.
+        """
+        if self.probe is not None:
+            probe, order = self.probe, self.probe.order_for(labels)
+            return lambda embeddings: probe.probabilities(embeddings)[:, order]
+        label_embeddings = self.encode_labels(label_texts(labels, prompts), templates)
+        return lambda embeddings: self.probabilities(embeddings, label_embeddings)
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The model's own classes when it has a linear probe; None for zero-shot models."""
+        return self.probe.classes if self.probe is not None else None
 
 
 class _StandardClipTransform:

@@ -197,14 +197,15 @@ class BulkJob:
             max_workers=self.spec.workers, initializer=_lower_thread_priority
         ) as pool:
             exhausted = self._fill(window, rows, pool)  # downloads start while labels encode
-            label_embeddings = [
-                self.classifier.encode_labels(s.texts, s.templates) for s in self.spec.label_sets
+            scorers = [
+                self.classifier.scorer(s.labels, s.templates, s.prompts or None)
+                for s in self.spec.label_sets
             ]
             while not self.stop.is_set():
                 exhausted = exhausted or self._fill(window, rows, pool)
                 if not window:
                     break
-                self._encode_ready(window, exhausted, label_embeddings)
+                self._encode_ready(window, exhausted, scorers)
                 written = self._write_finished(window, writer, kept, state)
                 if written:
                     done_this_run += written
@@ -286,7 +287,7 @@ class BulkJob:
             if len(self._recent) > _RECENT_URLS:
                 self._recent.popitem(last=False)
 
-    def _encode_ready(self, window: deque[_Row], exhausted: bool, label_embeddings) -> None:  # type: ignore[no-untyped-def]
+    def _encode_ready(self, window: deque[_Row], exhausted: bool, scorers) -> None:  # type: ignore[no-untyped-def]
         """Encode a full batch of ready images, or a partial one when no more can arrive."""
         batch_size = self.spec.batch_size
         while True:
@@ -306,7 +307,7 @@ class BulkJob:
             embeddings = self.classifier.encode_pixels(
                 self.classifier.pixels([task.prepared for task in batch]), pad_to=batch_size
             )
-            per_set = [self.classifier.probabilities(embeddings, e) for e in label_embeddings]
+            per_set = [score(embeddings) for score in scorers]
             sets = self.spec.label_sets
             for i, task in enumerate(batch):
                 task.outputs = [

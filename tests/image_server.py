@@ -22,6 +22,7 @@ class ImageServer:
         self.big_bytes = big_bytes
         self.png = image_bytes("PNG", color=(200, 30, 30))
         self.jpeg = image_bytes("JPEG", color=(30, 30, 200), size=(80, 60))
+        self.files: dict[str, bytes] = {}  # served as /files/<name>, e.g. generated datasets
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -72,7 +73,9 @@ class ImageServer:
         return Handler
 
     def _route(self, h: BaseHTTPRequestHandler, path: str, count: int) -> None:
-        if path in ("/red.png", "/other.png") or path.startswith("/img/"):
+        if path.startswith("/files/") and path[7:] in self.files:
+            self._send(h, 200, self.files[path[7:]], "image/png")
+        elif path in ("/red.png", "/other.png") or path.startswith("/img/"):
             self._send(h, 200, self.png, "image/png")
         elif path == "/product.jpg":
             self._send(h, 200, self.jpeg, "image/jpeg")

@@ -111,7 +111,7 @@ def test_changing_only_the_image_does_not_re_encode_the_labels(
     at = start_app()
     set_labels(at, labels)
     give_url(at, image_server.url("/product.jpg"))
-    classifier = common._shared_classifier(str(tiny_model_dir), "cpu")
+    classifier = common._shared_classifier(str(tiny_model_dir), str(tiny_model_dir), "cpu", "")
     calls = classifier.text_encoder_calls
     first = next(c.value for c in at.caption if "ms on cpu" in c.value)
     assert "label embeddings computed" in first

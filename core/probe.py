@@ -1,0 +1,55 @@
+"""A linear-probe head: a linear classifier over L2-normalised CLIP image embeddings.
+
+Trained by core/finetune.py (scikit-learn's logistic regression), saved beside the CLIP weights
+of a trained model, and applied by ClipClassifier in place of the text tower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from core.errors import UserError, short_list
+
+
+class ClassMismatchError(UserError, ValueError):
+    """Labels given for a model with its own classes are not those classes."""
+
+
+@dataclass(frozen=True)
+class ProbeHead:
+    """softmax(W x + b) over the model's own classes."""
+
+    classes: tuple[str, ...]
+    weight: torch.Tensor  # (classes, embedding dim)
+    bias: torch.Tensor  # (classes,)
+
+    def probabilities(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        logits = image_embeddings.float() @ self.weight.T + self.bias
+        return logits.softmax(dim=-1)
+
+    def predict(self, image_embeddings: torch.Tensor) -> list[str]:
+        return [self.classes[i] for i in self.probabilities(image_embeddings).argmax(-1).tolist()]
+
+    def order_for(self, labels: Sequence[str]) -> list[int]:
+        """Column indices giving `labels`' order; ClassMismatchError unless they are exactly
+        this model's classes (in any order)."""
+        if sorted(labels) != sorted(self.classes):
+            raise ClassMismatchError(
+                f"This model was trained on its own {len(self.classes)} classes "
+                f"({short_list(self.classes, 6)}); give "
+                "exactly those labels, or none."
+            )
+        return [self.classes.index(label) for label in labels]
+
+    @classmethod
+    def from_sklearn(cls, model: object) -> ProbeHead:
+        """The same probabilities as a fitted LogisticRegression's predict_proba."""
+        weight = torch.tensor(model.coef_, dtype=torch.float32)  # type: ignore[attr-defined]
+        bias = torch.tensor(model.intercept_, dtype=torch.float32)  # type: ignore[attr-defined]
+        if weight.shape[0] == 1:  # binary: p(class 1) = sigmoid(z) = softmax([-z/2, z/2])[1]
+            weight, bias = torch.cat([-weight / 2, weight / 2]), torch.cat([-bias / 2, bias / 2])
+        classes = model.classes_  # type: ignore[attr-defined]
+        return cls(tuple(str(c) for c in classes), weight, bias)

@@ -1,0 +1,129 @@
+"""Trained models under CLIPLAB_DATA_DIR/models/<name>/.
+
+Each folder holds the CLIP model in save_pretrained format (weights, config, tokenizer and image
+processor), `cliplab.json` (base model, method, classes, data, metrics, date) and, for a linear
+probe, `probe.safetensors` with the classifier's weights. Any page or `--model NAME` loads it
+like a hub model.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.errors import UserError
+from core.storage import atomic_write_json, read_json
+
+if TYPE_CHECKING:  # torch is imported only where weights are read or written
+    import torch
+
+METADATA_FILE = "cliplab.json"
+PROBE_FILE = "probe.safetensors"
+
+
+class ModelNameError(UserError, ValueError):
+    """A trained model's name is unusable or taken."""
+
+
+def models_root(data_dir: str | Path) -> Path:
+    return Path(data_dir) / "models"
+
+
+def check_model_name(name: str) -> str:
+    """Letters, digits, '-', '_' and '.', not starting with '.': a plain folder name."""
+    name = name.strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise ModelNameError(
+            f"Model name '{name}' is not usable: use 1-64 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+def model_folder(data_dir: str | Path, name: str) -> Path:
+    return models_root(data_dir) / check_model_name(name)
+
+
+def model_classes(source: str) -> tuple[str, ...] | None:
+    """The own classes of a trained linear-probe model at `source` (None otherwise)."""
+    folder = Path(source)
+    metadata = read_metadata(folder) if folder.is_dir() else None
+    if not metadata or metadata.get("method") != "probe":
+        return None
+    return tuple(metadata.get("classes") or ()) or None
+
+
+def list_models(data_dir: str | Path) -> list[str]:
+    """Names of the trained models, newest first."""
+    root = models_root(data_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / METADATA_FILE).is_file()]
+    return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def resolve_model(name: str, data_dir: str | Path) -> str:
+    """A trained model's folder when `name` is one, else `name` unchanged (hub id or folder)."""
+    try:
+        folder = model_folder(data_dir, name)
+    except ModelNameError:
+        return name
+    return str(folder) if (folder / METADATA_FILE).is_file() else name
+
+
+def read_metadata(folder: str | Path) -> dict | None:
+    path = Path(folder) / METADATA_FILE
+    return read_json(path) if path.is_file() else None  # type: ignore[return-value]
+
+
+def save_trained_model(
+    folder: Path,
+    model: torch.nn.Module,
+    processor: object,
+    metadata: dict,
+    probe: tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None = None,
+) -> None:
+    """Write the model folder. Everything goes into a temporary folder beside it first, which
+    then replaces any earlier model of that name whole (no files of the old one survive, e.g.
+    an old probe head), and an interrupted save leaves no half-written model."""
+    from safetensors.torch import save_file
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)  # type: ignore[attr-defined]
+        if probe is not None:
+            classes, weight, bias = probe
+            tensors = {"weight": weight.contiguous(), "bias": bias.contiguous()}
+            save_file(tensors, staging / PROBE_FILE)
+            metadata = {**metadata, "classes": list(classes)}
+        saved = {**metadata, "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
+        atomic_write_json(staging / METADATA_FILE, saved)
+        retired = None
+        if folder.exists():
+            retired = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:6]}")
+            folder.rename(retired)
+        staging.rename(folder)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def load_probe(folder: str | Path) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None:
+    """The probe head saved in a model folder, if it has one."""
+    from safetensors.torch import load_file
+
+    metadata = read_metadata(folder)
+    path = Path(folder) / PROBE_FILE
+    if metadata is None or not path.is_file():
+        return None
+    tensors = load_file(path)
+    return tuple(metadata["classes"]), tensors["weight"], tensors["bias"]

@@ -1,0 +1,98 @@
+"""The Fine-tune page with AppTest: a job from the command line shows its result; a job started
+from the page runs in its own process and can be cancelled; the model is then usable."""
+
+import os
+import time
+
+import pandas as pd
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core.finetune_job import (
+    FinetuneFolder,
+    list_finetune_jobs,
+)
+from tests.conftest import ROOT
+from tests.images import encode
+from tests.test_finetune import COLOURS, run_job
+
+
+def finetune_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.run()
+    return at.switch_page("app_pages/finetune.py").run()
+
+
+def cli_probe_job(tmp_path, tiny_model_dir) -> FinetuneFolder:
+    """A probe job run the way the command line runs it (in the foreground, local files)."""
+    folder, state = run_job(None, tmp_path, base_model=str(tiny_model_dir), method="probe")
+    assert state.status == "finished"
+    return folder
+
+
+def test_a_job_run_from_the_command_line_shows_its_result(app_env, tmp_path, tiny_model_dir):
+    job = cli_probe_job(tmp_path, tiny_model_dir)
+    at = finetune_page()
+    assert not at.exception
+    assert at.selectbox(key="ft_job_pick").value == job.id
+    summary = at.dataframe[0].value
+    assert list(summary["model"]) == ["zero-shot (base model)", "trained (probe)"]
+    assert summary["accuracy"].iloc[1] == job.result()["trained"]["accuracy"]
+    assert len(at.dataframe[1].value) == 3
+    assert {c.proto.id for c in at.get("plotly_chart")}  # the confusion matrix is drawn
+    assert any("Saved as model 'colours'" in s.value for s in at.success)
+
+
+def test_the_trained_probe_is_in_the_model_picker_and_labels_with_its_classes(
+    app_env, tmp_path, tiny_model_dir, image_server
+):
+    cli_probe_job(tmp_path, tiny_model_dir)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
+    at.selectbox(key="trained_model").select("colours").run()
+    assert at.text_input(key="model_name").value == "colours"
+    assert any("its own 3 classes" in c.value for c in at.sidebar.caption)
+    assert at.radio(key="single_labels_source").value == "The model's own classes"
+    image_server.files["red.png"] = encode(Image.new("RGB", (40, 40), COLOURS["red"]))
+    at.text_input(key="single_url").input(image_server.url("/files/red.png")).run()
+    assert not at.exception
+    assert at.markdown[0].value.startswith("### red")  # the probe separates the colours
+
+
+def test_upload_shows_class_counts_warns_about_small_classes_and_starts_and_cancels(
+    app_env, image_server
+):
+    rows = [(image_server.url(f"/img/{i}.png"), "shoe" if i % 3 else "bag") for i in range(24)]
+    rows.append((image_server.url("/img/99.png"), "hat"))  # one image: too few
+    data = pd.DataFrame(rows, columns=["image_url", "label"]).to_csv(index=False).encode()
+    at = finetune_page()
+    at.file_uploader(key="ft_upload").set_value(("labelled.csv", data, "text/csv")).run()
+    assert at.selectbox(key="ft_image_col").value == "image_url"
+    assert at.selectbox(key="ft_label_col").value == "label"
+    assert at.get("plotly_chart")
+    assert any("fewer than 5 images" in w.value and "hat" in w.value for w in at.warning)
+    at.radio(key="ft_method").set_value("Fine-tune CLIP contrastively").run()
+    at.number_input(key="ft_epochs").set_value(50).run()
+    assert any("will take about" in i.value for i in at.info)  # up-front estimate on a CPU
+    at.text_input(key="ft_name").input("shoes").run()
+    at.button(key="ft_start").click().run()
+    assert not at.exception
+    [job] = list_finetune_jobs(app_env)
+    job.request_cancel()  # at once: the separate process must see it and stop cleanly
+    deadline = time.monotonic() + 90
+    while job.reconcile().active and time.monotonic() < deadline:
+        time.sleep(0.2)
+    state = job.state()
+    assert state.status == "cancelled", state
+    assert state.pid and state.pid != os.getpid()  # it ran in a process of its own
+    assert not (app_env / "models" / "shoes").exists()
+    at.run()
+    assert any("Cancelled" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("bad", [b"", b"image_url,label\n"])
+def test_a_bad_labelled_csv_is_a_clear_message(app_env, bad):
+    at = finetune_page()
+    at.file_uploader(key="ft_upload").set_value(("labelled.csv", bad, "text/csv")).run()
+    assert not at.exception
+    assert at.error and at.error[0].value.startswith("The labelled CSV")
