@@ -23,6 +23,7 @@ from core.finetune_job import (
 )
 from core.jobs import list_jobs
 from core.metrics import Evaluation
+from core.review import corrected_results
 from core.trained_models import ModelNameError, check_model_name, model_folder
 from core.training_data import MIN_IMAGES_PER_CLASS, read_labelled_csv
 
@@ -64,11 +65,19 @@ def choose_data() -> str | None:
         st.info("No bulk jobs with results yet.")
         return None
     job = st.selectbox("Bulk job", jobs, format_func=lambda j: j.id, key="ft_bulk_job")
-    st.caption(
-        "Its results, with the corrections made in its review grid, are the labelled data: use "
-        "the image URL column and `predicted_category`."
+    only_human = st.checkbox(
+        "Only the rows whose category a person set in the review grid", key="ft_only_human"
     )
-    return str(job.results_path)
+    frame = corrected_results(job, only_human)
+    st.caption(
+        f"{len(frame):,} rows: the job's results with the corrections from its review grid; use "
+        "the image URL column and `predicted_category` as the label."
+    )
+    folder = settings.data_dir / "finetune" / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{job.id}{'-human' if only_human else ''}.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
 
 
 def column_choices(path: str) -> tuple[str, str, str | None] | None:

@@ -94,3 +94,10 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """The frame as UTF-8 CSV."""
     return frame.to_csv(index=False).encode("utf-8")
+
+
+def corrected_results(folder: JobFolder, only_human: bool = False) -> pd.DataFrame:
+    """The job's results with the review corrections applied: labelled data for fine-tuning
+    (`predicted_category` as the label). `only_human` keeps the rows a person labelled."""
+    out = with_review(load_results(folder), load_corrections(folder), threshold=0.0)
+    return out[out["label_source"] == SOURCE_HUMAN] if only_human else out

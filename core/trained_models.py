@@ -1,8 +1,9 @@
 """Trained models under CLIPLAB_DATA_DIR/models/<name>/.
 
 Each folder holds the CLIP model in save_pretrained format (weights, config, tokenizer and image
-processor), `cliplab.json` (base model, method, classes, data, metrics, date) and, for a linear
-probe, `probe.safetensors` with the classifier's weights. Any page or `--model NAME` loads it
+processor), `cliplab.json` (base model, method, classes, data, metrics, date), `label_set.json`
+(its classes and template, in the Label sets page's import format) and, for a linear probe,
+`probe.safetensors` with the classifier's weights. Any page or `--model NAME` loads it
 like a hub model.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import UserError
+from core.labels import DEFAULT_TEMPLATES, LabelEntry, LabelSetDocument
 from core.storage import atomic_write_json, read_json
 
 if TYPE_CHECKING:  # torch is imported only where weights are read or written
@@ -24,6 +26,7 @@ if TYPE_CHECKING:  # torch is imported only where weights are read or written
 
 METADATA_FILE = "cliplab.json"
 PROBE_FILE = "probe.safetensors"
+LABEL_SET_FILE = "label_set.json"  # the classes it was trained on, importable on Label sets
 
 
 class ModelNameError(UserError, ValueError):
@@ -104,6 +107,12 @@ def save_trained_model(
             save_file(tensors, staging / PROBE_FILE)
             metadata = {**metadata, "classes": list(classes)}
         saved = {**metadata, "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if metadata.get("classes"):
+            template = str(metadata.get("template") or DEFAULT_TEMPLATES[0])
+            label_set = LabelSetDocument(
+                folder.name, tuple(LabelEntry(c) for c in metadata["classes"]), (template,)
+            )
+            atomic_write_json(staging / LABEL_SET_FILE, label_set.to_dict())
         atomic_write_json(staging / METADATA_FILE, saved)
         retired = None
         if folder.exists():

@@ -96,3 +96,23 @@ def test_a_bad_labelled_csv_is_a_clear_message(app_env, bad):
     at.file_uploader(key="ft_upload").set_value(("labelled.csv", bad, "text/csv")).run()
     assert not at.exception
     assert at.error and at.error[0].value.startswith("The labelled CSV")
+
+
+def test_a_bulk_jobs_corrected_output_is_labelled_data(app_env, image_server):
+    from core.review import save_corrections
+    from tests import test_app_bulk
+
+    pytest.data_dir = app_env
+    job = test_app_bulk.upload_and_start(
+        test_app_bulk.bulk_page(), test_app_bulk.products_csv(image_server, rows=12)
+    )
+    save_corrections(job, {0: "hats"})
+    at = finetune_page()
+    at.radio(key="ft_source").set_value("The output of a bulk job").run()
+    assert at.selectbox(key="ft_bulk_job").value.id == job.id
+    assert at.selectbox(key="ft_label_col").value == "predicted_category"
+    assert at.selectbox(key="ft_image_col").value == "PRODUCT_MAIN_IMAGE_URL"
+    assert any("10 labelled images" in c.value for c in at.caption)  # 2 of 12 rows failed
+    at.checkbox(key="ft_only_human").check().run()
+    assert not at.exception
+    assert any(c.value.startswith("1 rows:") for c in at.caption)

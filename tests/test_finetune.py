@@ -371,3 +371,25 @@ def test_cancel_mid_training_leaves_a_readable_state_and_no_model(
     assert folder.state().status == "cancelled" and "no model was saved" in folder.state().message
     assert [e["step"] for e in folder.progress() if e["kind"] == "step"] == [1, 2, 3]
     assert not (app_env / "models" / "cancelled").exists() and folder.result() is None
+
+
+def test_a_saved_model_gives_the_same_outputs_as_before_saving(tmp_path, tiny_model_dir):
+    from core.model import ClipClassifier
+    from core.trained_models import save_trained_model
+
+    base = load_classifier(str(tiny_model_dir), "cpu")
+    paths, labels = colour_images(tmp_path / "images", per_class=3)
+    images = [Image.open(p).convert("RGB") for p in paths]
+    trainer = ContrastiveTrainer(
+        base.model, base.processor.tokenizer, torch.device("cpu"), train="all", learning_rate=1e-3
+    )
+    for _ in range(3):
+        trainer.step(base.preprocess(images), [f"a photo of a {label}." for label in labels])
+    trained = ClipClassifier(base.model.eval(), base.processor, "trained", torch.device("cpu"))
+    before = trained.classify(images, list(COLOURS))
+    folder = tmp_path / "models" / "trained"
+    save_trained_model(folder, base.model, base.processor, {"classes": list(COLOURS)})
+    after = load_classifier(str(folder), "cpu").classify(images, list(COLOURS))
+    assert after == before
+    label_set = json.loads((folder / "label_set.json").read_text("utf-8"))
+    assert [e["label"] for e in label_set["labels"]] == list(COLOURS)
