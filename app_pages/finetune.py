@@ -236,7 +236,10 @@ def live_job(job: FinetuneFolder) -> None:
     left = (
         "" if state.seconds_left is None else f" · about {format_duration(state.seconds_left)} left"
     )
-    st.progress(min(done, 1.0), text=f"{state.status}: {state.message}{left}")
+    where = ""
+    if state.steps_total:
+        where = f" · epoch {state.epoch}/{state.epochs} · step {state.step}/{state.steps_total}"
+    st.progress(min(done, 1.0), text=f"{state.status}: {state.message}{where}{left}")
     events = job.progress()
     columns = st.columns(2)
     if any(e.get("kind") == "step" for e in events):

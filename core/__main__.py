@@ -31,7 +31,7 @@ from core.images import ImageDecodeError, decode_image
 from core.jobs import JobFolder, JobSpec, jobs_root
 from core.label_store import LabelStore, resolve_label_set
 from core.labels import LabelSet
-from core.storage import atomic_write_bytes
+from core.spreadsheet_safety import copy_csv_neutralised
 from core.trained_models import model_classes, resolve_model
 
 if TYPE_CHECKING:
@@ -210,7 +210,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             raise CliError("Interrupted; run the same command with --resume to continue.") from None
         finally:
             fetcher.close()
-    atomic_write_bytes(output, folder.results_path.read_bytes())
+    copy_csv_neutralised(folder.results_path, output)
     seconds = time.perf_counter() - started
     print(
         f"Labelled {state.rows_done} rows ({state.rows_failed} failed) in {seconds:.1f} s "

@@ -2,10 +2,15 @@
 
 Values are read as text exactly as written (no "nan", no 00123 -> 123), because the output must
 carry every original column unchanged. Nothing here holds the whole file in memory.
+
+Files come from spreadsheets of every kind, so the encoding and separator are detected: UTF-8
+with or without BOM, UTF-16 (by its BOM), else Latin-1 (which reads any byte, so a non-UTF-8
+file from an old spreadsheet still opens); comma, semicolon, tab or pipe separated.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from collections.abc import Iterator
@@ -18,11 +23,59 @@ from core.errors import UserError
 
 URL_COLUMN_NAMES = ("product_main_image_url", "image_url", "imageurl", "image", "url", "img_url")
 _URL_PATTERN = re.compile(r"^\s*https?://\S+\s*$", re.IGNORECASE)
-ENCODING = "utf-8-sig"
+_SNIFF_BYTES = 64 * 1024
+_DELIMITERS = ",;\t|"
 
 
 class CsvInputError(UserError, ValueError):
     """The CSV cannot be used for a job; the message is one sentence saying why."""
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    """How a CSV file is written: its text encoding and field separator."""
+
+    encoding: str
+    delimiter: str
+
+
+def _utf8_throughout(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as handle:
+        try:
+            while block := handle.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def detect_format(path: str | Path) -> CsvFormat:
+    """The file's encoding (BOM, else UTF-8 if it all decodes, else Latin-1) and separator
+    (sniffed from the first 64 KB among , ; tab |; comma when unclear)."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif head.startswith(codecs.BOM_UTF8) or _utf8_throughout(path):
+        encoding = "utf-8-sig"
+    else:
+        encoding = "latin-1"
+    text = head.decode(encoding, errors="ignore")
+    if len(head) == _SNIFF_BYTES and "\n" in text:
+        text = text[: text.rindex("\n")]  # no half line at the end of the sample
+    try:
+        delimiter = csv.Sniffer().sniff(text, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        delimiter = ","
+    first_line = text.splitlines()[0] if text.strip() else ""
+    if delimiter not in first_line:  # the sniffer can pick a character that only the data has
+        counts = {d: first_line.count(d) for d in _DELIMITERS}
+        best = max(counts, key=lambda d: counts[d])
+        delimiter = best if counts[best] else ","
+    return CsvFormat(encoding, delimiter)
 
 
 @dataclass(frozen=True)
@@ -33,15 +86,18 @@ class CsvInfo:
     columns: list[str]
     rows: int
     url_column: str | None
+    format: CsvFormat = CsvFormat("utf-8-sig", ",")
 
 
-def _read_head(path: Path, rows: int) -> pd.DataFrame:
+def _read_head(path: Path, rows: int, fmt: CsvFormat | None = None) -> pd.DataFrame:
+    fmt = fmt or detect_format(path)
     return pd.read_csv(
         path,
         nrows=rows,
         dtype=str,
         keep_default_na=False,
-        encoding=ENCODING,
+        encoding=fmt.encoding,
+        sep=fmt.delimiter,
         skipinitialspace=False,
     )
 
@@ -77,10 +133,12 @@ def detect_url_column(frame: pd.DataFrame) -> str | None:
     return best
 
 
-def count_rows(path: str | Path) -> int:
-    """Number of data rows (quoted newlines counted correctly), streaming."""
-    with open(path, encoding=ENCODING, newline="") as handle:
-        return max(0, sum(1 for _ in csv.reader(handle)) - 1)
+def count_rows(path: str | Path, fmt: CsvFormat | None = None) -> int:
+    """Number of data rows (quoted newlines counted correctly, blank lines not), streaming."""
+    fmt = fmt or detect_format(path)
+    with open(path, encoding=fmt.encoding, newline="") as handle:
+        rows = csv.reader(handle, delimiter=fmt.delimiter)
+        return max(0, sum(1 for row in rows if row) - 1)
 
 
 def inspect_csv(path: str | Path, described_as: str | None = None) -> CsvInfo:
@@ -95,24 +153,31 @@ def inspect_csv(path: str | Path, described_as: str | None = None) -> CsvInfo:
     if path.stat().st_size == 0:
         raise CsvInputError(f"{what} is empty.")
     try:
-        head = _read_head(path, 200)
-        rows = count_rows(path)
-    except UnicodeDecodeError as exc:
+        fmt = detect_format(path)
+        head = _read_head(path, 200, fmt)
+        rows = count_rows(path, fmt)
+    except UnicodeError as exc:
         raise CsvInputError(
-            f"{what} is not UTF-8 text; save it as a UTF-8 CSV and try again."
+            f"{what} could not be decoded as text; save it as a UTF-8 CSV and try again."
         ) from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
         raise CsvInputError(f"{what} is not a readable CSV ({exc}).") from exc
     if rows == 0:
         raise CsvInputError(f"{what} has a header but no rows.")
-    return CsvInfo(path, [str(c) for c in head.columns], rows, detect_url_column(head))
+    return CsvInfo(path, [str(c) for c in head.columns], rows, detect_url_column(head), fmt)
 
 
 def iter_rows(path: str | Path, skip: int = 0, chunk_rows: int = 1000) -> Iterator[dict[str, str]]:
     """Yield the rows as {column: text} in input order, after skipping the first `skip`;
     at most `chunk_rows` rows are held in memory at once."""
+    fmt = detect_format(path)
     reader = pd.read_csv(
-        path, dtype=str, keep_default_na=False, encoding=ENCODING, chunksize=chunk_rows
+        path,
+        dtype=str,
+        keep_default_na=False,
+        encoding=fmt.encoding,
+        sep=fmt.delimiter,
+        chunksize=chunk_rows,
     )
     seen = 0
     with reader:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
+from core.spreadsheet_safety import neutralise, restore
 
 CSV_LABEL_COLUMNS = ("label", "Product_category")
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
@@ -375,13 +376,14 @@ def entries_from_csv(text: str, column: str | None = None) -> list[LabelEntry]:
     own_export = column == "label" and ("prompt" in columns or "enabled" in columns)
     entries, seen = [], set()
     for row in reader:
-        label = (row.get(column) or "").strip()
+        label = restore((row.get(column) or "").strip())
         if not label or label.casefold() in seen:
             continue
         seen.add(label.casefold())
         if own_export:
             enabled = _as_bool(row.get("enabled") or "true")
-            entries.append(LabelEntry(label, (row.get("prompt") or "").strip(), enabled))
+            prompt = restore((row.get("prompt") or "").strip())
+            entries.append(LabelEntry(label, prompt, enabled))
         else:
             entries.append(LabelEntry(label))
     return entries
@@ -404,7 +406,8 @@ def export_csv(doc: LabelSetDocument) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for entry in doc.entries:
-        writer.writerow([entry.label, entry.prompt, "true" if entry.enabled else "false"])
+        cells = [entry.label, entry.prompt, "true" if entry.enabled else "false"]
+        writer.writerow([neutralise(cell) for cell in cells])
     return buffer.getvalue()
 
 

@@ -12,6 +12,7 @@ import io
 import pandas as pd
 
 from core.jobs import JobFolder
+from core.spreadsheet_safety import neutralise_frame
 from core.storage import atomic_write_json, read_json
 
 REVIEW_FILE = "review.json"
@@ -92,8 +93,9 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
-    """The frame as UTF-8 CSV."""
-    return frame.to_csv(index=False).encode("utf-8")
+    """The frame as UTF-8 CSV, safe to open in a spreadsheet (formula-like cells neutralised,
+    input columns included)."""
+    return neutralise_frame(frame).to_csv(index=False).encode("utf-8")
 
 
 def corrected_results(folder: JobFolder, only_human: bool = False) -> pd.DataFrame:

@@ -168,7 +168,7 @@ def test_classify_resume_with_other_settings_is_refused(app_env, bulk_csv, label
         ("header-only", "has a header but no rows"),
         ("no-url-column", "No column of image URLs found"),
         ("bad-url-column", "Column 'nope' is not in"),
-        ("latin1", "is not UTF-8 text"),
+        ("broken-utf16", "could not be decoded as text"),
         ("empty-labels", "holds no labels"),
         ("one-label", "at least two labels"),
     ],
@@ -190,9 +190,9 @@ def test_classify_unusable_input_is_one_sentence_and_non_zero(
         source.write_text("sku,name\n1,shoe\n")
     elif case == "bad-url-column":
         extra = ["--url-column", "nope"]
-    elif case == "latin1":
-        source = tmp_path / "latin1.csv"
-        source.write_bytes("sku,url\n1,http://x/caf\u00e9.jpg\n".encode("latin-1"))
+    elif case == "broken-utf16":
+        source = tmp_path / "broken.csv"
+        source.write_bytes("sku,url\n1,http://x/1.jpg\n".encode("utf-16") + b"\x00")
     elif case == "empty-labels":
         labels = tmp_path / "empty.txt"
         labels.write_text("\n")
@@ -240,3 +240,24 @@ def test_labels_by_saved_set_name_for_predict_and_classify(
     done = run_cli("predict", str(image_file), "--labels", "No such set")
     assert done.returncode == 1
     assert "neither a .txt/.csv label file nor a saved label set" in done.stderr
+
+
+def test_classify_output_is_safe_to_open_in_a_spreadsheet(
+    app_env, labels_file, image_server, tmp_path
+):
+    source = tmp_path / "in.csv"
+    with source.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sku", "title", "image_url"])
+        writer.writerow(["-7", '=HYPERLINK("http://evil.test")', image_server.url("/img/1.png")])
+        writer.writerow(["+8", "@SUM(A1)", "=not a url"])
+    output = tmp_path / "out.csv"
+    done = run_cli(
+        "classify", "--input", str(source), "--labels", str(labels_file), "--output", str(output)
+    )
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(output.open(encoding="utf-8")))
+    assert [r["sku"] for r in rows] == ["-7", "+8"]  # plain numbers stay numbers
+    assert rows[0]["title"] == '\'=HYPERLINK("http://evil.test")'
+    assert rows[1]["title"] == "'@SUM(A1)" and rows[1]["image_url"] == "'=not a url"
+    assert rows[1]["error"] and not rows[1]["predicted_category"]

@@ -1,7 +1,9 @@
+import csv
+
 import pandas as pd
 import pytest
 
-from core.csv_input import CsvInputError, detect_url_column, inspect_csv, iter_rows
+from core.csv_input import CsvInputError, detect_url_column, inspect_csv, iter_rows, preview
 
 
 @pytest.mark.parametrize(
@@ -47,7 +49,7 @@ def test_inspect_counts_rows_with_quoted_newlines(tmp_path):
         (None, "does not exist"),
         (b"", "is empty"),
         (b"id,url\n", "has a header but no rows"),
-        ("id,url\n1,caf\u00e9\n".encode("latin-1"), "is not UTF-8 text"),
+        ("id,url\n1,x\n".encode("utf-16") + b"\x00", "could not be decoded as text"),
     ],
 )
 def test_unusable_inputs_get_one_clear_sentence(tmp_path, content, message):
@@ -70,3 +72,35 @@ def test_iter_rows_skips_across_chunk_boundaries(tmp_path):
     path.write_text("n\n" + "".join(f"{i}\n" for i in range(25)))
     assert [r["n"] for r in iter_rows(path, skip=7, chunk_rows=5)] == [str(i) for i in range(7, 25)]
     assert list(iter_rows(path, skip=25, chunk_rows=5)) == []
+
+
+ROWS = [
+    ("001", 'Caf\u00e9 cr\u00e8me; "special", 50% off', "http://shop.test/a.jpg"),
+    ("002", "Two\nlines", "  http://shop.test/b.jpg  "),
+    ("003", "No image", ""),
+    ("004", "Not a URL", "see catalogue"),
+]
+
+
+def write_csv(path, encoding, delimiter):
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(["sku", "title", "image_url"])
+    writer.writerows(ROWS)
+    path.write_bytes(buffer.getvalue().encode(encoding))
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "latin-1", "cp1252"])
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_encodings_and_separators_of_spreadsheet_exports(tmp_path, encoding, delimiter):
+    path = tmp_path / "in.csv"
+    write_csv(path, encoding, delimiter)
+    info = inspect_csv(path)
+    assert info.columns == ["sku", "title", "image_url"] and info.rows == 4
+    assert info.format.delimiter == delimiter
+    assert info.url_column == "image_url"
+    rows = list(iter_rows(path))
+    assert [tuple(r.values()) for r in rows] == ROWS  # text exactly as written, newline kept
+    assert preview(path, 2)["title"].tolist() == [ROWS[0][1], ROWS[1][1]]
