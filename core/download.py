@@ -21,6 +21,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from PIL import Image
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
@@ -90,16 +92,70 @@ def _size_text(num_bytes: int) -> str:
     return f"{num_bytes / MB:g} MB"
 
 
+def is_refused_address(address: str) -> bool:
+    """Loopback, private, link-local (169.254.169.254 cloud metadata included), multicast,
+    reserved and unspecified addresses: anything not on the public internet."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+
+
 def _check_address(host: str) -> None:
-    """Refuse hosts that resolve to loopback, private, link-local, multicast or reserved space."""
+    """Refuse hosts that resolve to any refused address (every address the name has)."""
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        infos = _resolve(host, None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         raise FetchError(f"could not resolve host {host}") from exc
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global or address.is_multicast:
+        if is_refused_address(str(info[4][0])):
             raise FetchError("refused: private address")
+
+
+_resolve = socket.getaddrinfo  # the resolver behind the check (tests put a fake one here)
+
+
+class _RefusedPeer(Exception):
+    """The socket ended up connected to a refused address (e.g. DNS rebinding)."""
+
+
+def _checked_socket(sock: socket.socket) -> socket.socket:
+    """Closes and refuses a socket whose peer is a refused address. The name was checked
+    before, but it is resolved again to connect: a DNS answer that changes in between
+    (rebinding) would otherwise reach the internal network."""
+    if is_refused_address(str(sock.getpeername()[0])):
+        sock.close()
+        raise _RefusedPeer
+    return sock
+
+
+class _CheckedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _checked_socket(super()._new_conn())
+
+
+class _CheckedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _checked_socket(super()._new_conn())
+
+
+class _CheckedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class _PublicOnlyAdapter(HTTPAdapter):
+    """An adapter whose connections check the address they actually connected to."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _CheckedHTTPPool,
+            "https": _CheckedHTTPSPool,
+        }
 
 
 def _check_url(url: str, allow_private: bool) -> None:
@@ -129,7 +185,10 @@ class ImageFetcher:
             raise_on_status=False,
             respect_retry_after_header=True,
         )
-        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=retry)
+        adapter_class = HTTPAdapter if self.options.allow_private_urls else _PublicOnlyAdapter
+        adapter = adapter_class(
+            pool_connections=pool_size, pool_maxsize=pool_size, max_retries=retry
+        )
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.mount("http://", adapter)
@@ -187,6 +246,8 @@ class ImageFetcher:
                 allow_redirects=False,
                 timeout=(opts.connect_timeout, opts.read_timeout),
             )
+        except _RefusedPeer as exc:
+            raise FetchError("refused: private address") from exc
         except requests.exceptions.ConnectTimeout as exc:
             raise FetchError(f"could not connect within {opts.connect_timeout:g} s") from exc
         except requests.exceptions.ReadTimeout as exc:

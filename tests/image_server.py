@@ -23,6 +23,7 @@ class ImageServer:
         self.png = image_bytes("PNG", color=(200, 30, 30))
         self.jpeg = image_bytes("JPEG", color=(30, 30, 200), size=(80, 60))
         self.files: dict[str, bytes] = {}  # served as /files/<name>, e.g. generated datasets
+        self.authorization: dict[str, str | None] = {}  # Authorization header seen, per path
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -60,6 +61,7 @@ class ImageServer:
                 with server._lock:
                     server.hits[path] += 1
                     count = server.hits[path]
+                    server.authorization[path] = self.headers.get("Authorization")
                     server.active += 1
                     server.max_active = max(server.max_active, server.active)
                 try:
@@ -119,6 +121,14 @@ class ImageServer:
                 h.wfile.write(b"\0" * 65536)
         elif path == "/redirect":
             self._send(h, 302, b"", "text/plain", {"Location": "/red.png"})
+        elif path == "/to-other-host":  # same server, another host name: localhost
+            port = self._server.server_address[1]
+            location = f"http://localhost:{port}/red.png"
+            self._send(h, 302, b"", "text/plain", {"Location": location})
+        elif path == "/to-loopback":  # an absolute redirect to 127.0.0.1
+            port = self._server.server_address[1]
+            location = f"http://127.0.0.1:{port}/red.png"
+            self._send(h, 302, b"", "text/plain", {"Location": location})
         elif path == "/loop":
             self._send(h, 302, b"", "text/plain", {"Location": "/loop"})
         else:
