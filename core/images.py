@@ -8,6 +8,7 @@ look the way a person sees it (transparent areas become white, not black).
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -15,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _WHITE = (255, 255, 255, 255)
+MAX_PIXELS = 40_000_000  # 40 MP: 160 MB as RGBA, decoded by several threads at once
 
 
 class ImageDecodeError(ValueError):
@@ -60,19 +62,43 @@ def decode_image(data: bytes, min_size: int | None = None) -> Image.Image:
 
     With `min_size`, JPEGs are decoded at a reduced scale (PIL draft mode) that keeps both sides
     at least `min_size` pixels: CLIP looks at 224 px, so decoding 4000 px photos in full is waste.
-    Animated formats give their first frame.
+    A JPEG over MAX_PIXELS is always decoded reduced; any other image over MAX_PIXELS is refused
+    before its pixels are decoded, so that a huge or hostile file cannot exhaust memory.
+    Animated formats give their first frame. Whatever the decoder trips on in malformed data
+    becomes ImageDecodeError: a bad file fails its row, never the job.
     """
     if not data:
         raise ImageDecodeError("empty file")
     try:
         img = Image.open(io.BytesIO(data))
-        if min_size and img.format == "JPEG":
-            img.draft("RGB", (min_size, min_size))
+        if img.format == "JPEG":
+            _draft(img, min_size)
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise ImageDecodeError(
+                f"image too large ({width}x{height} pixels; at most {MAX_PIXELS // 1_000_000} "
+                "megapixels)"
+            )
         img.load()
+        return to_rgb(img)
+    except ImageDecodeError:
+        raise
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("image has too many pixels to decode safely") from exc
     except UnidentifiedImageError as exc:
         raise ImageDecodeError("not an image") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except MemoryError as exc:
+        raise ImageDecodeError("image too large to decode") from exc
+    except Exception as exc:  # malformed data can trip any decoder path
         raise ImageDecodeError("damaged or truncated image data") from exc
-    return to_rgb(img)
+
+
+def _draft(img: Image.Image, min_size: int | None) -> None:
+    """Ask the JPEG decoder for the smallest DCT scale (down to 1/8) that keeps both sides at
+    least min_size; without min_size, reduce only a JPEG over MAX_PIXELS, to fit under it."""
+    width, height = img.size
+    if min_size:
+        img.draft("RGB", (min_size, min_size))
+    elif width * height > MAX_PIXELS:
+        scale = math.ceil(math.sqrt(width * height / MAX_PIXELS))
+        img.draft("RGB", (max(1, width // scale), max(1, height // scale)))
