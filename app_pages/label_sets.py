@@ -207,7 +207,8 @@ def edit_document(selected: str, base: LabelSetDocument) -> LabelSetDocument:
     st.markdown(
         "**Labels** — one row per label. *prompt* (optional) is a fuller description used in "
         "the templates instead of the label, e.g. *Audi R8 Coupe 2012, a sports car*; untick "
-        "*enabled* to keep a label without using it. Add rows with ＋, or paste many below."
+        "*enabled* to keep a label without using it. Add rows with the + under the table, or "
+        "paste many below."
     )
     edited = st.data_editor(
         entries_frame(base.entries),

@@ -13,27 +13,18 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
-IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+sys.path.insert(0, str(ROOT))
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, start_streamlit  # noqa: E402
 
 
 def product_image() -> bytes:
@@ -90,12 +81,6 @@ def vit_b32_random(config_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -110,7 +95,6 @@ def main() -> None:
     model_dir = vit_b32_random(args.config_dir, work / "vit-b32-random")
     server = serve(product_image())
     image_url = f"http://127.0.0.1:{server.server_address[1]}/blue-tshirt.jpg"
-    port = free_port()
     env = dict(
         os.environ,
         CLIPLAB_MODEL=str(model_dir),
@@ -118,40 +102,12 @@ def main() -> None:
         CLIPLAB_ALLOW_PRIVATE_URLS="1",
         HF_HUB_OFFLINE="1",
     )
-    app = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    app, app_url = start_streamlit(env)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1150})
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    page.goto(f"http://127.0.0.1:{port}/")
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
+            page.goto(app_url)
             page.wait_for_selector(IDLE, timeout=120_000)
             page.get_by_label("Image URL").fill(image_url)
             page.get_by_label("Image URL").press("Enter")

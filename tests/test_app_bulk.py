@@ -153,3 +153,22 @@ def test_a_saved_label_set_can_be_chosen_for_a_job(image_server):
     [used] = job.spec().label_sets
     assert used.labels == colours.labels and used.templates == colours.templates
     assert used.prompts == colours.prompts and used.name == "category"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "delimiter"), [("utf-16", ";"), ("latin-1", "\t"), ("utf-8-sig", ",")]
+)
+def test_spreadsheet_exports_of_any_encoding_and_separator_upload(
+    image_server, encoding, delimiter
+):
+    lines = [delimiter.join(["sku", "Désignation", "image_url"])]
+    lines += [
+        delimiter.join([f"{i}", f"Café {i}", image_server.url(f"/img/{i}.png")]) for i in range(3)
+    ]
+    data = ("\r\n".join(lines) + "\r\n").encode(encoding)
+    at = bulk_page()
+    at.file_uploader(key="bulk_upload").set_value(("export.csv", data, "text/csv")).run()
+    assert not at.exception and not at.error
+    [column] = [box for box in at.selectbox if box.label == "Column with the image URLs"]
+    assert column.value == "image_url"
+    assert at.dataframe[0].value["Désignation"].tolist() == ["Café 0", "Café 1", "Café 2"]

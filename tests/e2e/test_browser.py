@@ -1,0 +1,123 @@
+"""End to end in a real browser: `streamlit run app.py` on a free loopback port with the tiny
+model, driven by Debian's Chromium through Playwright. Screenshots of failures are saved under
+tests/e2e/screenshots/. Run alone with `pytest -m browser`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, start_streamlit
+from tests.image_server import ImageServer
+
+pytestmark = pytest.mark.browser
+
+SHOTS = Path(__file__).resolve().parent / "screenshots"
+
+try:
+    from playwright.sync_api import Page, sync_playwright
+except ImportError:  # pragma: no cover - reported by the skip below
+    sync_playwright = None
+
+if sync_playwright is None or not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must have Debian's chromium and playwright (.ci/run installs them)")
+    pytest.skip("needs Debian's chromium and playwright", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def images() -> Iterator[ImageServer]:
+    server = ImageServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    env = dict(
+        os.environ,
+        CLIPLAB_MODEL=str(tiny_model_dir),
+        CLIPLAB_DEVICE="cpu",
+        CLIPLAB_DATA_DIR=str(tmp_path_factory.mktemp("e2e-data")),
+        CLIPLAB_ALLOW_PRIVATE_URLS="1",
+        HF_HUB_OFFLINE="1",
+    )
+    app, url = start_streamlit(env)
+    yield url
+    app.terminate()
+    app.wait(timeout=20)
+
+
+@pytest.fixture
+def page(app_url: str, request: pytest.FixtureRequest) -> Iterator[Page]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 2000}, accept_downloads=True
+        )
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(app_url)
+        page.wait_for_selector(IDLE)
+        yield page
+        report = getattr(request.node, "rep_call", None)
+        if report is None or report.failed:
+            SHOTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(SHOTS / f"{request.node.name}.png"))
+        browser.close()
+
+
+def wait_idle(page: Page) -> None:
+    page.wait_for_timeout(300)
+    page.wait_for_selector(IDLE)
+
+
+def test_single_image_check_shows_the_top_labels_chart(page: Page, images: ImageServer):
+    page.get_by_label("Image URL").fill(images.url("/red.png"))
+    page.get_by_label("Image URL").press("Enter")
+    page.wait_for_selector(".js-plotly-plot")
+    wait_idle(page)
+    chart = page.locator(".js-plotly-plot").first.inner_text()
+    assert "Top 5 labels" in chart
+    assert "Traceback" not in page.content()
+
+
+def test_bulk_csv_runs_to_the_end_and_downloads_every_row(
+    page: Page, images: ImageServer, tmp_path
+):
+    rows = 30
+    source = tmp_path / "products.csv"
+    with source.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sku", "name", "image_url"])
+        for i in range(rows):
+            path = "/missing.png" if i % 10 == 9 else f"/img/{i}.png"
+            writer.writerow([f"{i:03d}", f"Product {i}", images.url(path)])
+    page.get_by_role("link", name="Bulk CSV").click()
+    wait_idle(page)
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").first.set_input_files(str(source))
+    page.get_by_label("One category per line").fill("shoes\nbags\nhats")
+    page.get_by_label("One category per line").press("Control+Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Start labelling").click()
+    page.get_by_text(f"{rows} / {rows} rows").first.wait_for()
+    wait_idle(page)
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download CSV").click()
+    data = Path(download_info.value.path()).read_text(encoding="utf-8")
+    out = list(csv.DictReader(io.StringIO(data)))
+    assert [r["sku"] for r in out] == [f"{i:03d}" for i in range(rows)]
+    assert all(r["error"] == "HTTP 404" for r in out[9::10])
+    assert all(r["predicted_category"] in {"shoes", "bags", "hats"} for r in out if not r["error"])
+    assert "Traceback" not in page.content()
+
+
+def teardown_module() -> None:
+    if SHOTS.exists() and not any(SHOTS.iterdir()):
+        shutil.rmtree(SHOTS)
