@@ -21,9 +21,9 @@ from core.finetune_job import (
     new_finetune_folder,
     start_in_background,
 )
-from core.jobs import list_jobs
+from core.jobs import JobFolder, list_jobs
 from core.metrics import Evaluation
-from core.review import corrected_results
+from core.review import REVIEW_FILE, corrected_results
 from core.trained_models import ModelNameError, check_model_name, model_folder
 from core.training_data import MIN_IMAGES_PER_CLASS, read_labelled_csv
 
@@ -68,16 +68,28 @@ def choose_data() -> str | None:
     only_human = st.checkbox(
         "Only the rows whose category a person set in the review grid", key="ft_only_human"
     )
-    frame = corrected_results(job, only_human)
+    path, rows = bulk_output_as_data(job, only_human)
     st.caption(
-        f"{len(frame):,} rows: the job's results with the corrections from its review grid; use "
+        f"{rows:,} rows: the job's results with the corrections from its review grid; use "
         "the image URL column and `predicted_category` as the label."
     )
-    folder = settings.data_dir / "finetune" / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{job.id}{'-human' if only_human else ''}.csv"
-    frame.to_csv(path, index=False)
-    return str(path)
+    return path
+
+
+def bulk_output_as_data(job: JobFolder, only_human: bool) -> tuple[str, int]:
+    """The job's corrected results written as a CSV once per version of its results and
+    corrections (not on every rerun of the page); returns the path and the row count."""
+    sources = [job.results_path, job.path / REVIEW_FILE]
+    version = "-".join(str(p.stat().st_mtime_ns) for p in sources if p.exists())
+    key = f"ft_bulk_data::{job.id}::{only_human}::{version}"
+    if key not in st.session_state:
+        folder = app_settings().data_dir / "finetune" / "uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{job.id}{'-human' if only_human else ''}.csv"
+        frame = corrected_results(job, only_human)
+        frame.to_csv(path, index=False)
+        st.session_state[key] = (str(path), len(frame))
+    return st.session_state[key]
 
 
 def column_choices(path: str) -> tuple[str, str, str | None] | None:
@@ -175,7 +187,7 @@ def training_settings(path: str, columns: tuple[str, str, str | None]) -> Finetu
         rows = len(read_labelled_csv(path, image, label, caption).items)
         layers = len(classifier.model.vision_model.encoder.layers)
         seconds = estimate_training_seconds(
-            seconds_per_image(classifier),
+            forward_seconds(classifier.name),
             round(rows * (1 - spec.validation_fraction)),
             round(rows * spec.validation_fraction),
             spec.epochs,
@@ -191,6 +203,12 @@ def training_settings(path: str, columns: tuple[str, str, str | None]) -> Finetu
         st.info("Give the model a name to start.")
         return None
     return spec
+
+
+@st.cache_data(show_spinner=False)
+def forward_seconds(model_name: str) -> float:
+    """One image's inference time with this model, measured once per model and process."""
+    return seconds_per_image(require_classifier())
 
 
 def format_duration(seconds: float) -> str:
