@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from core.config import Settings
 from core.download import FetchOptions, ImageFetcher
@@ -55,6 +56,8 @@ SPEC_FILE, STATE_FILE, PROGRESS_FILE, RESULT_FILE, CANCEL_FILE = (
     "cancel",
 )
 MISCLASSIFIED_SHOWN = 48
+_LOAD_CHUNK = 32  # images fetched at a time (cancellation and progress between chunks)
+_LOAD_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -262,28 +265,37 @@ class _Run:
         )
         kept, crops = [], []
         try:
-            for index, item in enumerate(data.items):
+            for start in range(0, len(data.items), _LOAD_CHUNK):
                 self.check_cancel()
-                image = self._image(fetcher, item.image)
-                if image is not None:
-                    kept.append(index)
-                    crops.append(classifier.prepare(image))
-                if index % 20 == 0:
-                    self.save(message=f"Loading images: {index + 1} of {len(data.items)}")
+                sources = [item.image for item in data.items[start : start + _LOAD_CHUNK]]
+                for offset, image in enumerate(self._images(fetcher, sources)):
+                    if image is not None:
+                        kept.append(start + offset)
+                        crops.append(classifier.prepare(image))
+                done = min(start + _LOAD_CHUNK, len(data.items))
+                self.save(message=f"Loading images: {done} of {len(data.items)}")
         finally:
             fetcher.close()
         return kept, crops
 
-    def _image(self, fetcher: ImageFetcher, source: str):  # type: ignore[no-untyped-def]
-        if source.lower().startswith(("http://", "https://")):
-            result = fetcher.fetch(source)
-            return result.image
-        if not self.spec.allow_local_files:
-            return None
-        try:
-            return decode_image(Path(source).expanduser().read_bytes())
-        except (OSError, ImageDecodeError):
-            return None
+    def _images(self, fetcher: ImageFetcher, sources: list[str]) -> list[Image.Image | None]:
+        """The images of `sources`, in order (None where one failed): URLs are fetched in
+        parallel; local files only where the spec allows them (the command line)."""
+        is_url = [s.lower().startswith(("http://", "https://")) for s in sources]
+        urls = [s for s, url in zip(sources, is_url, strict=True) if url]
+        fetched = iter(fetcher.fetch_many(urls, _LOAD_WORKERS))  # in the order given
+        images: list[Image.Image | None] = []
+        for source, url in zip(sources, is_url, strict=True):
+            if url:
+                images.append(next(fetched).image)
+            elif self.spec.allow_local_files:
+                try:
+                    images.append(decode_image(Path(source).expanduser().read_bytes()))
+                except (OSError, ImageDecodeError):
+                    images.append(None)
+            else:
+                images.append(None)
+        return images
 
     def run(self) -> FinetuneState:
         spec = self.spec
@@ -302,12 +314,17 @@ class _Run:
         pixels = base.pixels(crops)
         val_truth = [labels[i] for i in val_idx]
 
-        self.save(status="evaluating", message="Zero-shot baseline on the validation split")
-        baseline_predicted = self._zero_shot(base, pixels[val_idx], classes)
+        self.save(status="evaluating", message="Encoding images with the base model")
+        if spec.method == "probe":  # the probe needs every image's embedding; zero-shot reuses them
+            embeddings = self._embed(base, pixels)
+            val_embeddings = embeddings[val_idx]
+        else:
+            val_embeddings = self._embed(base, pixels[val_idx])
+        baseline_predicted = self._zero_shot(base, val_embeddings, classes)
         baseline = evaluate(val_truth, baseline_predicted, classes)
 
         if spec.method == "probe":
-            trained_predicted, saver = self._probe(base, pixels, labels, train_idx, val_idx)
+            trained_predicted, saver = self._probe(base, embeddings, labels, train_idx, val_idx)
         else:
             trained_predicted, saver = self._contrastive(
                 base, pixels, items, train_idx, val_idx, classes
@@ -357,28 +374,25 @@ class _Run:
             },
         }
 
-    def _zero_shot(
-        self, classifier: ClipClassifier, pixels: torch.Tensor, classes: list[str]
-    ) -> list[str]:
-        texts = [render_prompt(self.spec.template, c) for c in classes]
-        embeddings = torch.cat(
-            [classifier.encode_pixels(pixels[s : s + 64]) for s in range(0, len(pixels), 64)]
-        )
-        label_embeddings = classifier.encode_labels(texts, ("{}",))
-        best = classifier.probabilities(embeddings, label_embeddings).argmax(dim=-1)
-        return [classes[i] for i in best.tolist()]
-
-    def _probe(self, base, pixels, labels, train_idx, val_idx):  # type: ignore[no-untyped-def]
-        self.save(status="training", message="Encoding images with the frozen model")
+    def _embed(self, classifier: ClipClassifier, pixels: torch.Tensor) -> torch.Tensor:
+        """Image embeddings of the (frozen) base model, 64 at a time, cancellable."""
         embeddings = []
         for start in range(0, len(pixels), 64):
             self.check_cancel()
-            embeddings.append(base.encode_pixels(pixels[start : start + 64]))
-        features = torch.cat(embeddings).numpy()
-        events = []
+            embeddings.append(classifier.encode_pixels(pixels[start : start + 64]))
+        return torch.cat(embeddings)
+
+    def _zero_shot(
+        self, classifier: ClipClassifier, embeddings: torch.Tensor, classes: list[str]
+    ) -> list[str]:
+        label_embeddings = classifier.encode_labels(classes, (self.spec.template,))
+        best = classifier.probabilities(embeddings, label_embeddings).argmax(dim=-1)
+        return [classes[i] for i in best.tolist()]
+
+    def _probe(self, base, embeddings, labels, train_idx, val_idx):  # type: ignore[no-untyped-def]
+        features = embeddings.numpy()
 
         def candidate(c: float, accuracy: float) -> None:
-            events.append(c)
             self.check_cancel()
             self.folder.append_progress(
                 {"kind": "probe", "c": c, "val_accuracy": accuracy, "elapsed": self.elapsed()}
