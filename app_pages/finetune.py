@@ -25,7 +25,7 @@ from core.jobs import JobFolder, list_jobs
 from core.metrics import Evaluation
 from core.review import REVIEW_FILE, corrected_results
 from core.trained_models import ModelNameError, check_model_name, model_folder
-from core.training_data import MIN_IMAGES_PER_CLASS, read_labelled_csv
+from core.training_data import MIN_IMAGES_PER_CLASS, LabelledData, read_labelled_csv
 
 JOB_KEY = "ft_job"
 UPLOAD_KEY = "ft_upload_id"
@@ -110,12 +110,15 @@ def column_choices(path: str) -> tuple[str, str, str | None] | None:
     return image, label, None if caption == "(none)" else caption
 
 
-def show_class_counts(path: str, image: str, label: str, caption: str | None) -> bool:
+def show_class_counts(
+    path: str, image: str, label: str, caption: str | None
+) -> LabelledData | None:
+    """The labelled data with its class counts shown; None (reason shown) when unusable."""
     try:
         data = read_labelled_csv(path, image, label, caption)
     except CsvInputError as exc:
         st.error(str(exc))
-        return False
+        return None
     counts = data.class_counts().most_common()
     figure = px.bar(
         x=[c for c, _ in counts], y=[n for _, n in counts], labels={"x": "class", "y": "images"}
@@ -137,10 +140,12 @@ def show_class_counts(path: str, image: str, label: str, caption: str | None) ->
             f"({short_list(small, 10)}): too few to learn "
             "them well or to judge them on the validation split."
         )
-    return True
+    return data
 
 
-def training_settings(path: str, columns: tuple[str, str, str | None]) -> FinetuneSpec | None:
+def training_settings(
+    path: str, columns: tuple[str, str, str | None], rows: int
+) -> FinetuneSpec | None:
     classifier = require_classifier()
     method = st.radio("Method", [METHOD_PROBE, METHOD_CONTRASTIVE], key="ft_method")
     spec_args: dict = {}
@@ -184,7 +189,6 @@ def training_settings(path: str, columns: tuple[str, str, str | None]) -> Finetu
     if name.strip() and model_folder(app_settings().data_dir, spec.name).exists():
         st.warning(f"A model named '{spec.name}' exists; starting will replace it.")
     if spec.method == "contrastive" and classifier.device.type == "cpu":
-        rows = len(read_labelled_csv(path, image, label, caption).items)
         layers = len(classifier.model.vision_model.encoder.layers)
         seconds = estimate_training_seconds(
             forward_seconds(classifier.name),
@@ -367,8 +371,9 @@ new_tab, jobs_tab = st.tabs(["New training", "Jobs"])
 with new_tab:
     data_path = choose_data()
     columns = column_choices(data_path) if data_path else None
-    if columns and show_class_counts(data_path, *columns):
-        spec = training_settings(data_path, columns)
+    data = show_class_counts(data_path, *columns) if columns else None
+    if data is not None:
+        spec = training_settings(data_path, columns, len(data.items))
         if st.button("Start training", type="primary", disabled=spec is None, key="ft_start"):
             job = new_finetune_folder(app_settings().data_dir, spec)
             start_in_background(job)

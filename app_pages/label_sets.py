@@ -8,6 +8,7 @@ editor. Unsaved edits of each set are kept while the user looks at other sets.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace as replace_fields
 
 import pandas as pd
 import streamlit as st
@@ -291,15 +292,11 @@ def import_labels(selected: str, current: LabelSetDocument) -> None:
         except LabelsError as exc:
             st.error(str(exc))
             return
-        kept = () if replace else current.entries
-        present = {e.label.casefold() for e in kept}
-        new = tuple(e for e in entries if e.label.casefold() not in present)
+        merged = current.with_entries(entries, replace)
         name = current.name or (imported.name if kind == "json" else upload.name.rsplit(".", 1)[0])
-        restart_editor(
-            selected,
-            LabelSetDocument(name, (*kept, *new), templates, current.description),
-        )
-        notice(f"Imported {len(new)} labels from '{upload.name}'.")
+        restart_editor(selected, replace_fields(merged, name=name, templates=templates))
+        added = len(merged.entries) - (0 if replace else len(current.entries))
+        notice(f"Imported {added} labels from '{upload.name}'.")
         st.rerun()
 
 

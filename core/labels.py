@@ -249,14 +249,20 @@ class LabelSetDocument:
         doc = self.cleaned()
         return LabelSetDocument(doc.name, tuple(merged.values()), doc.templates, doc.description)
 
-    def with_labels(self, labels: Iterable[str], replace: bool = False) -> LabelSetDocument:
-        """Labels added as enabled rows (after the current ones, or instead of them); a label
-        already present (ignoring case) is not added twice."""
+    def with_entries(
+        self, entries: Iterable[LabelEntry], replace: bool = False
+    ) -> LabelSetDocument:
+        """Rows added after the current ones (or instead of them), except those whose label is
+        already there (ignoring case). Duplicates among `entries` themselves stay, to be
+        flagged and merged only on the user's word."""
         current = () if replace else self.entries
         present = {e.label.strip().casefold() for e in current}
-        new = [label for label in clean_labels(labels) if label.casefold() not in present]
-        added = [LabelEntry(label) for label in new]
+        added = [e for e in entries if e.label.strip().casefold() not in present]
         return LabelSetDocument(self.name, (*current, *added), self.templates, self.description)
+
+    def with_labels(self, labels: Iterable[str], replace: bool = False) -> LabelSetDocument:
+        """Labels added as enabled rows, as with_entries does."""
+        return self.with_entries((LabelEntry(label) for label in clean_labels(labels)), replace)
 
     def to_label_set(self) -> LabelSet:
         """The enabled labels as a LabelSet for classification; LabelsError when unusable."""

@@ -298,3 +298,12 @@ def test_labels_argument_is_a_file_or_a_saved_set(tmp_path):
         resolve_label_set("No such set", store)
     with pytest.raises(LabelsError, match="does not exist"):
         resolve_label_set(str(tmp_path / "missing.txt"), store)
+
+
+def test_adding_rows_skips_labels_already_there_and_keeps_new_duplicates_for_review():
+    doc = LabelSetDocument("s", (LabelEntry("Boot"),))
+    added = doc.with_entries([LabelEntry("boot "), LabelEntry("Sandal"), LabelEntry("sandal")])
+    assert [e.label for e in added.entries] == ["Boot", "Sandal", "sandal"]
+    assert added.check().duplicates == (("Sandal", "sandal"),)  # flagged, not silently dropped
+    assert [e.label for e in doc.with_labels(["boot", "Clog", "clog"]).entries] == ["Boot", "Clog"]
+    assert [e.label for e in doc.with_labels(["Clog"], replace=True).entries] == ["Clog"]
