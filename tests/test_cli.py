@@ -25,6 +25,11 @@ def run_cli(*args, env_extra=None):
     )
 
 
+def run_classify(source, output, *labels_and_options):
+    """`python -m core classify --input SOURCE --output OUTPUT ...` (labels given as options)."""
+    return run_cli("classify", "--input", str(source), "--output", str(output), *labels_and_options)
+
+
 @pytest.fixture
 def labels_file(tmp_path):
     path = tmp_path / "labels.txt"
@@ -117,14 +122,11 @@ def test_classify_writes_every_row_and_exits_0_despite_failed_rows(
     app_env, bulk_csv, labels_file, tmp_path
 ):
     output = tmp_path / "out.csv"
-    done = run_cli(
-        "classify",
-        "--input",
-        str(bulk_csv),
+    done = run_classify(
+        bulk_csv,
+        output,
         "--labels",
         str(labels_file),
-        "--output",
-        str(output),
         "--batch-size",
         "4",
         "--workers",
@@ -140,16 +142,7 @@ def test_classify_writes_every_row_and_exits_0_despite_failed_rows(
 
 def test_classify_resume_with_other_settings_is_refused(app_env, bulk_csv, labels_file, tmp_path):
     def classify(*extra):
-        return run_cli(
-            "classify",
-            "--input",
-            str(bulk_csv),
-            "--labels",
-            str(labels_file),
-            "--output",
-            str(tmp_path / "out.csv"),
-            *extra,
-        )
+        return run_classify(bulk_csv, tmp_path / "out.csv", "--labels", str(labels_file), *extra)
 
     first = classify()
     assert first.returncode == 0, first.stderr
@@ -199,16 +192,7 @@ def test_classify_unusable_input_is_one_sentence_and_non_zero(
     elif case == "one-label":
         labels = tmp_path / "one.txt"
         labels.write_text("shoes\n")
-    done = run_cli(
-        "classify",
-        "--input",
-        str(source),
-        "--labels",
-        str(labels),
-        "--output",
-        str(tmp_path / "out.csv"),
-        *extra,
-    )
+    done = run_classify(source, tmp_path / "out.csv", "--labels", str(labels), *extra)
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and fragment in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
@@ -229,10 +213,9 @@ def test_labels_by_saved_set_name_for_predict_and_classify(
     source = tmp_path / "in.csv"
     source.write_text(f"sku,image_url\n1,{image_server.url('/img/1.png')}\n", "utf-8")
     output = tmp_path / "out.csv"
-    done = run_cli(
-        "classify", "--input", str(source), "--output", str(output),
-        "--labels", "Fashion base colours", "--labels", "Fashion article types",
-    )  # fmt: skip
+    done = run_classify(
+        source, output, "--labels", "Fashion base colours", "--labels", "Fashion article types"
+    )
     assert done.returncode == 0, done.stderr
     row = next(csv.DictReader(output.open(encoding="utf-8")))
     assert row["fashion_base_colours_category"] in colours.labels
@@ -252,9 +235,7 @@ def test_classify_output_is_safe_to_open_in_a_spreadsheet(
         writer.writerow(["-7", '=HYPERLINK("http://evil.test")', image_server.url("/img/1.png")])
         writer.writerow(["+8", "@SUM(A1)", "=not a url"])
     output = tmp_path / "out.csv"
-    done = run_cli(
-        "classify", "--input", str(source), "--labels", str(labels_file), "--output", str(output)
-    )
+    done = run_classify(source, output, "--labels", str(labels_file))
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(output.open(encoding="utf-8")))
     assert [r["sku"] for r in rows] == ["-7", "+8"]  # plain numbers stay numbers

@@ -260,7 +260,7 @@ def test_contrastive_job_trains_stops_early_and_reloads_identically(
 
 
 def test_a_probe_model_is_used_by_name_with_its_own_classes(app_env, tmp_path, tiny_model_dir):
-    from tests.test_cli import run_cli
+    from tests.test_cli import run_classify, run_cli
 
     folder, state = run_job(app_env, tmp_path, base_model=str(tiny_model_dir), method="probe")
     assert state.status == "finished"
@@ -284,10 +284,9 @@ def test_a_probe_model_is_used_by_name_with_its_own_classes(app_env, tmp_path, t
 
     source = tmp_path / "in.csv"
     source.write_text(f"sku,image_url\n1,{image}\n", "utf-8")
-    classified = run_cli(
-        "classify", "--input", str(source), "--output", str(tmp_path / "out.csv"),
-        "--model", "colours", "--url-column", "image_url",
-    )  # fmt: skip
+    classified = run_classify(
+        source, tmp_path / "out.csv", "--model", "colours", "--url-column", "image_url"
+    )
     assert classified.returncode == 0, classified.stderr
     assert "predicted_category" in (tmp_path / "out.csv").read_text("utf-8")
 
