@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, CLIPModel, CLIPProcessor
 
+from core.cpu_linear import use_onednn_linear
 from core.errors import UserError
 from core.images import to_rgb
 from core.labels import DEFAULT_TEMPLATES
@@ -206,6 +207,8 @@ class ClipClassifier:
         self.device = device
         self.dtype = torch.float16 if device.type == "cuda" else torch.float32
         self.model = model.to(device=device, dtype=self.dtype).eval()
+        if device.type == "cpu":
+            use_onednn_linear(self.model)
         self.processor = processor
         self.text_encoder_calls = 0
         self._fast_transform = _standard_clip_transform(processor.image_processor)

@@ -150,6 +150,7 @@ class BulkJob:
         self.n_set_columns = len(set_columns(self.spec.label_sets))
         self.max_images_alive = 0
         self.max_rows_ahead = 0
+        self.seconds_waiting = 0.0  # the model idle, waiting for downloads (starvation + tail)
         self._recent: OrderedDict[str, _Task] = OrderedDict()
         self._inflight: dict[str, _Task] = {}
 
@@ -324,7 +325,9 @@ class BulkJob:
     def _wait_for_downloads(self, window: deque[_Row]) -> None:
         pending = [row.task.future for row in window if row.task.fetching]
         if pending:
+            started = time.perf_counter()
             wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            self.seconds_waiting += time.perf_counter() - started
 
     def _save(self, state: JobState, handle) -> None:  # type: ignore[no-untyped-def]
         handle.flush()

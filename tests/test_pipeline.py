@@ -3,6 +3,7 @@
 import json
 import os
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -254,3 +255,17 @@ def test_prompts_of_a_label_set_are_what_the_text_tower_encodes(
     assert classifier.has_label_embeddings(("running shoes", "bags"))
     assert set(results[1]["predicted_category"]) <= {"shoes", "bags", ""}
     assert list(results[0]["confidence"]) != list(results[1]["confidence"])
+
+
+def test_time_the_model_waits_for_downloads_is_measured(
+    tmp_path, image_server, classifier, fetcher
+):
+    records = [{"image_url": image_server.url(f"/paced/{i}.png")} for i in range(8)]
+    pd.DataFrame(records).to_csv(tmp_path / "in.csv", index=False)
+    folder = make_job(tmp_path, tmp_path / "in.csv", batch_size=4, workers=2)
+    job = BulkJob(folder, classifier, fetcher)
+    started = time.perf_counter()
+    job.run()
+    seconds = time.perf_counter() - started
+    # 8 downloads of 0.2 s on 2 workers: the tiny model spends most of the ~0.8 s waiting.
+    assert 0.5 <= job.seconds_waiting <= seconds
