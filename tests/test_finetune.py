@@ -392,3 +392,16 @@ def test_a_saved_model_gives_the_same_outputs_as_before_saving(tmp_path, tiny_mo
     assert after == before
     label_set = json.loads((folder / "label_set.json").read_text("utf-8"))
     assert [e["label"] for e in label_set["labels"]] == list(COLOURS)
+
+
+def test_training_time_is_measured_on_the_training_path(classifier, monkeypatch):
+    import core.cpu_linear as cpu_linear
+    from core.finetune import seconds_per_image
+
+    kernels = []
+    inference = cpu_linear._onednn_linear
+    monkeypatch.setattr(
+        cpu_linear, "_onednn_linear", lambda *a: kernels.append("onednn") or inference(*a)
+    )
+    assert seconds_per_image(classifier) > 0
+    assert kernels == []  # gradients on: the kernels a training step uses, not inference's
