@@ -51,12 +51,15 @@ FROM_SAVED = "A saved label set"
 
 
 @st.cache_resource(show_spinner="Loading the CLIP model (the first time may download it)…")
-def _shared_classifier(name: str, source: str, device: str, saved: str) -> ClipClassifier:
+def _shared_classifier(
+    name: str, source: str, device: str, saved: str, label_cache_dir: str
+) -> ClipClassifier:
     """One loaded copy of each model per process, shared by every browser session. `source` is
     where it loads from (a trained model's folder for its name); `saved` tells a retrained
-    model of the same name from the one cached."""
+    model of the same name from the one cached; label embeddings are kept in `label_cache_dir`
+    across restarts."""
     quiet_library_logging()
-    classifier = load_classifier(source, device)
+    classifier = load_classifier(source, device, label_cache_dir)
     classifier.name = name
     return classifier
 
@@ -148,7 +151,10 @@ def _load_selected_model(settings: Settings) -> tuple[ClipClassifier | None, str
     source = resolve_model(name, settings.data_dir)
     saved = str((read_metadata(source) or {}).get("saved", "")) if source != name else ""
     try:
-        return _shared_classifier(name, source, settings.device, saved), None
+        return (
+            _shared_classifier(name, source, settings.device, saved, str(settings.label_cache_dir)),
+            None,
+        )
     except ModelLoadError as exc:
         failures[name] = str(exc)
         return None, str(exc)

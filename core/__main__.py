@@ -112,7 +112,9 @@ def _load_model(name: str, settings: Settings) -> ClipClassifier:
     from core.model import load_classifier, quiet_library_logging
 
     quiet_library_logging()
-    classifier = load_classifier(resolve_model(name, settings.data_dir), settings.device)
+    classifier = load_classifier(
+        resolve_model(name, settings.data_dir), settings.device, settings.label_cache_dir
+    )
     classifier.name = name
     return classifier
 

@@ -37,6 +37,11 @@ class Settings:
         """Where downloaded images are kept so a re-run does not fetch them again."""
         return self.data_dir / "cache" / "images"
 
+    @property
+    def label_cache_dir(self) -> Path:
+        """Where label embeddings are kept so a new process does not encode a label set again."""
+        return self.data_dir / "cache" / "label_embeddings"
+
 
 def _parse_bool(name: str, raw: str) -> bool:
     value = raw.strip().lower()

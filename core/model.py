@@ -3,6 +3,8 @@
 Scores follow CLIP's definition, softmax(logit_scale * cosine similarity) over the candidate
 labels. Label embeddings are computed once per (labels, templates) and kept, because a label set
 is reused for every image while images change (see open_clip's build_zero_shot_classifier).
+Given a LabelEmbeddingCache, they are also kept on disk, so a new process (a command-line job,
+a restarted app) reads them instead of running the text tower again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from transformers import AutoConfig, CLIPModel, CLIPProcessor
 from core.cpu_linear import use_onednn_linear
 from core.errors import UserError
 from core.images import to_rgb
+from core.label_embedding_cache import LabelEmbeddingCache, label_embedding_key, text_tower_digest
 from core.labels import DEFAULT_TEMPLATES
 from core.probe import ProbeHead
 from core.trained_models import load_probe
@@ -135,8 +138,11 @@ def _from_pretrained(loader: Any, name: str) -> Any:
         return loader.from_pretrained(name)
 
 
-def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
-    """Load the CLIP checkpoint `name` (hub id or local folder) onto `device`.
+def load_classifier(
+    name: str, device: str = "auto", label_cache_dir: str | Path | None = None
+) -> ClipClassifier:
+    """Load the CLIP checkpoint `name` (hub id or local folder) onto `device`; with
+    `label_cache_dir`, label embeddings are kept there across processes.
 
     Raises ModelLoadError with one clear sentence when it cannot be had; never falls back to
     another model, because a silently different model would give silently different labels.
@@ -163,7 +169,10 @@ def load_classifier(name: str, device: str = "auto") -> ClipClassifier:
             "save_pretrained."
         ) from exc
     probe = _saved_probe(source)
-    return ClipClassifier(model, processor, name=name, device=torch_device, probe=probe)
+    disk_cache = LabelEmbeddingCache(label_cache_dir) if label_cache_dir is not None else None
+    return ClipClassifier(
+        model, processor, name=name, device=torch_device, probe=probe, label_disk_cache=disk_cache
+    )
 
 
 def _saved_probe(source: str) -> ProbeHead | None:
@@ -202,6 +211,7 @@ class ClipClassifier:
         name: str,
         device: torch.device,
         probe: ProbeHead | None = None,
+        label_disk_cache: LabelEmbeddingCache | None = None,
     ) -> None:
         self.name = name
         self.device = device
@@ -215,6 +225,8 @@ class ClipClassifier:
         self._label_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
         self.probe = probe
+        self.label_disk_cache = label_disk_cache
+        self._text_digest: str | None = None
 
     @property
     def input_size(self) -> int:
@@ -305,16 +317,21 @@ class ClipClassifier:
     def has_label_embeddings(
         self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
     ) -> bool:
-        """Whether encode_labels would answer from its cache, without running the text tower."""
+        """Whether encode_labels would answer from its caches (memory or disk), without running
+        the text tower."""
         with self._lock:
-            return (tuple(labels), tuple(templates)) in self._label_cache
+            if (tuple(labels), tuple(templates)) in self._label_cache:
+                return True
+            disk_key = self._disk_key(self._prompts(labels, templates), len(templates))
+            return disk_key is not None and self.label_disk_cache.path_for(disk_key).is_file()
 
     def encode_labels(
         self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
     ) -> torch.Tensor:
         """One L2-normalised embedding per label, the mean over all templates (CLIP ensembling).
 
-        Cached per (labels, templates), so scoring many images re-encodes no text.
+        Cached per (labels, templates) in memory, and on disk when the classifier has a disk
+        cache, so scoring many images (or running many jobs) re-encodes no text.
         """
         if not labels:
             raise ValueError("no labels to encode")
@@ -326,13 +343,36 @@ class ClipClassifier:
             if cached is not None:
                 self._label_cache.move_to_end(key)
                 return cached
-            prompts = [render_prompt(t, label) for t in templates for label in labels]
-            per_template = self._encode_texts(prompts).view(len(templates), len(labels), -1)
-            embeddings = torch.nn.functional.normalize(per_template.mean(dim=0), dim=-1)
+            prompts = self._prompts(labels, templates)
+            disk_key = self._disk_key(prompts, len(templates))
+            embeddings = None
+            if disk_key is not None:
+                embeddings = self.label_disk_cache.get(disk_key, rows=len(labels))
+            if embeddings is None:
+                per_template = self._encode_texts(prompts).view(len(templates), len(labels), -1)
+                embeddings = torch.nn.functional.normalize(per_template.mean(dim=0), dim=-1)
+                if disk_key is not None:
+                    self.label_disk_cache.put(disk_key, embeddings)
             self._label_cache[key] = embeddings
             if len(self._label_cache) > _LABEL_CACHE_SIZE:
                 self._label_cache.popitem(last=False)
             return embeddings
+
+    @staticmethod
+    def _prompts(labels: Sequence[str], templates: Sequence[str]) -> list[str]:
+        """Every label in every template, template by template."""
+        return [render_prompt(t, label) for t in templates for label in labels]
+
+    def _disk_key(self, prompts: list[str], templates: int) -> str | None:
+        """The disk cache's key for these prompts (None without a disk cache). The caller holds
+        the lock; the text tower's digest is computed on first use (0.15 s for ViT-B/32)."""
+        if self.label_disk_cache is None:
+            return None
+        if self._text_digest is None:
+            self._text_digest = text_tower_digest(self.model)
+        token_ids = self.processor.tokenizer(prompts, truncation=True)["input_ids"]
+        precision = f"{self.device.type}|{self.dtype}"
+        return label_embedding_key(self._text_digest, precision, token_ids, templates)
 
     def predict_one(
         self,

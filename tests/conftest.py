@@ -4,7 +4,7 @@ image server, and an isolated data folder."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +45,20 @@ def image_server() -> Iterator[ImageServer]:
     server = ImageServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def app_classifier(app_env: Path, tiny_model_dir: Path) -> Callable[[], ClipClassifier]:
+    """Returns the classifier object the app's pages share for the tiny model (the same one the
+    pages got, if they ran first)."""
+    from app_pages import common
+    from core.config import load_settings
+
+    def shared() -> ClipClassifier:
+        model, cache = str(tiny_model_dir), str(load_settings().label_cache_dir)
+        return common._shared_classifier(model, model, "cpu", "", cache)
+
+    return shared
 
 
 @pytest.fixture

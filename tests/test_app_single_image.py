@@ -105,13 +105,13 @@ def test_bad_url_shows_an_error_not_an_exception(app_env, image_server, path_or_
 
 
 def test_changing_only_the_image_does_not_re_encode_the_labels(
-    app_env, image_server, tiny_model_dir
+    app_env, image_server, app_classifier
 ):
     labels = ["pleated skirt", "denim jacket", "ankle boot"]
     at = start_app()
     set_labels(at, labels)
     give_url(at, image_server.url("/product.jpg"))
-    classifier = common._shared_classifier(str(tiny_model_dir), str(tiny_model_dir), "cpu", "")
+    classifier = app_classifier()
     calls = classifier.text_encoder_calls
     first = next(c.value for c in at.caption if "ms on cpu" in c.value)
     assert "label embeddings computed" in first
@@ -119,6 +119,7 @@ def test_changing_only_the_image_does_not_re_encode_the_labels(
     second = next(c.value for c in at.caption if "ms on cpu" in c.value)
     assert "label embeddings reused from cache" in second
     assert classifier.text_encoder_calls == calls
+    assert len(list((app_env / "cache" / "label_embeddings").iterdir())) == 1  # for a restart
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from core.label_embedding_cache import LabelEmbeddingCache
 from tests.conftest import ROOT
 from tests.images import image_bytes
 
@@ -138,6 +139,23 @@ def test_classify_writes_every_row_and_exits_0_despite_failed_rows(
     assert lines[0].startswith("sku,PRODUCT_MAIN_IMAGE_URL,predicted_category,confidence")
     assert [line.split(",")[0] for line in lines[1:]] == [f"{i:04d}" for i in range(30)]
     assert sum(line.endswith(",HTTP 404") for line in lines) == 6
+
+
+def test_a_second_classify_job_reads_the_label_embeddings_from_disk(
+    app_env, bulk_csv, labels_file, tmp_path
+):
+    outputs = [tmp_path / f"run{i}.csv" for i in range(3)]
+    assert run_classify(bulk_csv, outputs[0], "--labels", str(labels_file)).returncode == 0
+    [entry] = (app_env / "cache" / "label_embeddings").iterdir()
+    assert run_classify(bulk_csv, outputs[1], "--labels", str(labels_file)).returncode == 0
+    assert outputs[1].read_bytes() == outputs[0].read_bytes()
+    cache = LabelEmbeddingCache(entry.parent)  # every label made to look like the first one:
+    same = cache.get(entry.stem, rows=6)[:1].repeat(6, 1)  # a job that reads it finds ties
+    cache.put(entry.stem, same)
+    assert run_classify(bulk_csv, outputs[2], "--labels", str(labels_file)).returncode == 0
+    with outputs[2].open(encoding="utf-8") as handle:
+        labelled = [row for row in csv.DictReader(handle) if not row["error"]]
+    assert labelled and {row["confidence"] for row in labelled} == {"0.1667"}
 
 
 def test_classify_resume_with_other_settings_is_refused(app_env, bulk_csv, labels_file, tmp_path):

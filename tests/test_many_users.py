@@ -22,7 +22,7 @@ def check(at: AppTest, labels: list[str], url: str) -> list[str]:
     return json.loads(chart.proto.spec)["data"][0]["y"]
 
 
-def test_sessions_share_one_model_but_not_their_results(app_env, image_server, tiny_model_dir):
+def test_sessions_share_one_model_but_not_their_results(app_env, image_server, app_classifier):
     first, second = session(), session()
     shown_first = check(first, ["shoe", "bag", "hat"], image_server.url("/red.png"))
     shown_second = check(second, ["lamp", "sofa", "rug", "vase"], image_server.url("/product.jpg"))
@@ -32,9 +32,7 @@ def test_sessions_share_one_model_but_not_their_results(app_env, image_server, t
     [chart] = first.get("plotly_chart")
     assert sorted(json.loads(chart.proto.spec)["data"][0]["y"]) == ["bag", "hat", "shoe"]
     assert first.text_input(key="single_url").value == image_server.url("/red.png")
-    loaded = [common._shared_classifier(str(tiny_model_dir), str(tiny_model_dir), "cpu", "")]
-    loaded.append(common._shared_classifier(str(tiny_model_dir), str(tiny_model_dir), "cpu", ""))
-    assert loaded[0] is loaded[1]  # one copy per process, whatever the number of sessions
+    assert app_classifier() is app_classifier()  # one copy per process, however many sessions
 
 
 def test_a_running_bulk_job_does_not_hold_up_another_sessions_check(app_env, image_server):
