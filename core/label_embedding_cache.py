@@ -116,10 +116,8 @@ def text_tower_digest(model: torch.nn.Module) -> str:
     not change text embeddings.
     """
     digest = hashlib.sha256(b"clip-text-tower")
-    for prefix in ("text_model.", "text_projection."):
-        for name, tensor in sorted(model.state_dict().items()):
-            if not name.startswith(prefix):
-                continue
+    for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith(("text_model.", "text_projection.")):
             flat = tensor.detach().to("cpu").contiguous().reshape(-1)
             digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
             digest.update(flat.view(torch.uint8).numpy())

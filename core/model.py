@@ -227,6 +227,7 @@ class ClipClassifier:
         self.probe = probe
         self.label_disk_cache = label_disk_cache
         self._text_digest: str | None = None
+        self._this_thread = threading.local()  # per call: did encode_labels run the text tower?
 
     @property
     def input_size(self) -> int:
@@ -349,6 +350,7 @@ class ClipClassifier:
             if disk_key is not None:
                 embeddings = self.label_disk_cache.get(disk_key, rows=len(labels))
             if embeddings is None:
+                self._this_thread.ran_text_tower = True
                 per_template = self._encode_texts(prompts).view(len(templates), len(labels), -1)
                 embeddings = torch.nn.functional.normalize(per_template.mean(dim=0), dim=-1)
                 if disk_key is not None:
@@ -386,11 +388,10 @@ class ClipClassifier:
         `prompts`, when given, holds per label the text put into the templates (a fuller
         description than the label itself); the results are still named by the labels.
         """
-        cached = self.probe is not None or self.has_label_embeddings(
-            label_texts(labels, prompts), templates
-        )
+        self._this_thread.ran_text_tower = False
         started = time.perf_counter()
         ranked = self.classify([image], labels, templates, prompts=prompts)[0]
+        cached = not self._this_thread.ran_text_tower
         return Prediction(ranked, time.perf_counter() - started, labels_from_cache=cached)
 
     def probabilities(

@@ -36,10 +36,10 @@ def test_a_new_process_reads_the_embeddings_instead_of_encoding(tiny_model_dir, 
 
     second = load(tiny_model_dir, cache_dir)  # as a new command-line job or a restarted app
     assert second.has_label_embeddings(LABELS, TEMPLATES)
+    prediction = second.predict_one(Image.new("RGB", (40, 40), (200, 30, 30)), LABELS, TEMPLATES)
+    assert prediction.labels_from_cache  # the page says so: nothing was computed
     assert torch.equal(second.encode_labels(LABELS, TEMPLATES), encoded)
     assert second.text_encoder_calls == 0
-    prediction = second.predict_one(Image.new("RGB", (40, 40), (200, 30, 30)), LABELS, TEMPLATES)
-    assert prediction.labels_from_cache
 
 
 def test_other_labels_order_or_templates_are_encoded(tiny_model_dir, cache_dir):
