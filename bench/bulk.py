@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.download import FetchOptions, ImageFetcher  # noqa: E402
-from core.jobs import JobFolder, JobSpec  # noqa: E402
+from core.jobs import JobFolder, JobSpec, default_batch_size  # noqa: E402
 from core.labels import LabelSet  # noqa: E402
 from core.model import ClipClassifier, load_classifier, quiet_library_logging  # noqa: E402
 from core.pipeline import BulkJob  # noqa: E402
@@ -357,7 +357,9 @@ def main() -> None:
     parser.add_argument("--delays", type=int, nargs="+", default=[0, 100], help="ms per request")
     parser.add_argument("--memory-rows", type=int, default=5000, help="0 to skip")
     parser.add_argument("--ceiling-images", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--batch-size", type=int, default=default_batch_size("cpu"), help="the product's default"
+    )
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument(
         "--config-dir", type=Path, default=ROOT.parent / "shared/data/clip-vit-b32-tokenizer"

@@ -28,7 +28,7 @@ from core.csv_input import inspect_csv
 from core.download import FetchOptions, ImageFetcher
 from core.errors import UserError, short_list
 from core.images import ImageDecodeError, decode_image
-from core.jobs import JobFolder, JobSpec, jobs_root
+from core.jobs import JobFolder, JobSpec, default_batch_size, jobs_root
 from core.label_store import LabelStore, resolve_label_set
 from core.labels import LabelSet
 from core.spreadsheet_safety import copy_csv_neutralised
@@ -119,6 +119,13 @@ def _load_model(name: str, settings: Settings) -> ClipClassifier:
     return classifier
 
 
+def _default_batch_size(settings: Settings) -> int:
+    """The batch size for the device the model will run on (CLIPLAB_DEVICE)."""
+    from core.model import resolve_device
+
+    return default_batch_size(resolve_device(settings.device).type)
+
+
 def _label_sets(
     sources: list[str] | None, templates: list[str] | None, settings: Settings, model: str
 ) -> tuple[LabelSet, ...]:
@@ -148,8 +155,9 @@ def _cli_job_folder(settings: Settings, input_csv: Path, output: Path) -> JobFol
     return JobFolder(jobs_root(settings.data_dir) / f"cli-{input_csv.stem[:30]}-{digest}")
 
 
-def _same_job(old: JobSpec, new: JobSpec) -> bool:
-    ignore = {"input_size"}
+def _same_job(old: JobSpec, new: JobSpec, batch_size_chosen: bool) -> bool:
+    """Whether a resume asks for the saved job; without --batch-size, the job keeps its own."""
+    ignore = {"input_size"} if batch_size_chosen else {"input_size", "batch_size"}
     strip = lambda spec: {k: v for k, v in spec.to_dict().items() if k not in ignore}  # noqa: E731
     return strip(old) == strip(new)
 
@@ -160,7 +168,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     input_csv, output = Path(args.input), Path(args.output)
-    if args.batch_size < 1 or args.workers < 1 or args.top_k < 1:
+    if (args.batch_size is not None and args.batch_size < 1) or args.workers < 1 or args.top_k < 1:
         raise CliError("--batch-size, --workers and --top-k must be at least 1.")
     info = inspect_csv(input_csv)
     url_column = args.url_column or info.url_column
@@ -173,18 +181,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
         raise CliError(
             f"Column '{url_column}' is not in '{input_csv}' (columns: {', '.join(info.columns)})."
         )
+    label_sets = _label_sets(args.labels, args.template, settings, args.model or settings.model)
     spec = JobSpec(
         input_csv=str(input_csv.resolve()),
         url_column=url_column,
-        label_sets=_label_sets(args.labels, args.template, settings, args.model or settings.model),
+        label_sets=label_sets,
         model=args.model or settings.model,
         top_k=args.top_k,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or _default_batch_size(settings),
         workers=args.workers,
     ).with_input_fingerprint()
     folder = _cli_job_folder(settings, input_csv, output)
     if args.resume and folder.exists():
-        if not _same_job(folder.spec(), spec):
+        if not _same_job(folder.spec(), spec, batch_size_chosen=args.batch_size is not None):
             raise CliError(
                 "The unfinished job for this input and output used other settings (labels, "
                 "model, column, batch size...); run again without --resume to start over."
@@ -341,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--model", help="hub id, local folder or trained model name (default: CLIPLAB_MODEL)"
     )
-    classify.add_argument("--batch-size", type=int, default=32, help="images per model batch")
+    classify.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per model batch (default: 16 on a CPU, 32 on CUDA; a resume keeps the job's)",
+    )
     classify.add_argument("--workers", type=int, default=16, help="parallel downloads")
     classify.add_argument("--top-k", type=int, default=5, help="labels kept in top_categories")
     classify.add_argument("--template", action="append", help="prompt template(s), as for predict")

@@ -27,6 +27,20 @@ SPEC_FILE, STATE_FILE, RESULTS_FILE, INPUT_FILE = (
     "input.csv",
 )
 
+CPU_BATCH_SIZE = 16
+ACCELERATOR_BATCH_SIZE = 32
+
+
+def default_batch_size(device_type: str) -> int:
+    """Images per model batch when none is chosen, for a model on a device of this type.
+
+    On a CPU, 16: the ViT-B/32 vision tower ran 12 % faster than at 32 (19.5 vs 17.4 img/s,
+    8 alternating rounds on 2 cores; 8 and 12 were no faster, 24 slower), and a job's padded
+    last batch wastes at most 15 places instead of 31. On CUDA (half precision), larger
+    batches keep the device busy.
+    """
+    return CPU_BATCH_SIZE if device_type == "cpu" else ACCELERATOR_BATCH_SIZE
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -37,7 +51,7 @@ class JobSpec:
     label_sets: tuple[LabelSet, ...]
     model: str
     top_k: int = 5
-    batch_size: int = 32
+    batch_size: int = CPU_BATCH_SIZE
     workers: int = 16
     input_size: int = 0
 

@@ -4,7 +4,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_pages.common import background_jobs
-from core.jobs import JobState, list_jobs
+from core.jobs import JobState, default_batch_size, list_jobs
 from core.review import load_corrections
 from tests.conftest import ROOT
 
@@ -50,6 +50,17 @@ def test_upload_detects_the_url_column_and_previews(image_server):
     assert column.value == "PRODUCT_MAIN_IMAGE_URL"
     assert list(at.dataframe[0].value.columns) == ["sku", "name", "PRODUCT_MAIN_IMAGE_URL"]
     assert any("24 rows" in c.value for c in at.caption)
+
+
+def test_batch_size_starts_at_the_devices_default_and_is_saved_with_the_job(image_server):
+    at = bulk_page()
+    at.file_uploader(key="bulk_upload").set_value(
+        ("products.csv", products_csv(image_server), "text/csv")
+    ).run()
+    assert at.number_input(key="bulk_batch").value == default_batch_size("cpu") == 16
+    at.number_input(key="bulk_batch").set_value(5).run()
+    job = upload_and_start(at, products_csv(image_server))
+    assert job.spec().batch_size == 5 and job.state().status == "finished"
 
 
 def test_run_to_the_end_then_results_charts_review_and_downloads(image_server):

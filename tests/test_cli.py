@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+from core.__main__ import _cli_job_folder
+from core.config import load_settings
+from core.jobs import default_batch_size
 from core.label_embedding_cache import LabelEmbeddingCache
 from tests.conftest import ROOT
 from tests.images import image_bytes
@@ -169,6 +172,27 @@ def test_classify_resume_with_other_settings_is_refused(app_env, bulk_csv, label
     other = classify("--resume", "--top-k", "2")
     assert other.returncode == 1
     assert "other settings" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_classify_batch_size_follows_the_device_and_a_resume_keeps_the_jobs(
+    app_env, bulk_csv, labels_file, tmp_path
+):
+    def classify(output, *extra):
+        return run_classify(bulk_csv, tmp_path / output, "--labels", str(labels_file), *extra)
+
+    def saved_batch_size(output):
+        folder = _cli_job_folder(load_settings(), bulk_csv, tmp_path / output)
+        return folder.spec().batch_size
+
+    assert classify("default.csv").returncode == 0
+    assert saved_batch_size("default.csv") == default_batch_size("cpu") == 16
+    first = classify("chosen.csv", "--batch-size", "4")
+    assert first.returncode == 0, first.stderr
+    resumed = classify("chosen.csv", "--resume")  # no --batch-size: the job's own 4, not 16
+    assert resumed.returncode == 0 and "Labelled 30 rows" in resumed.stderr, resumed.stderr
+    assert saved_batch_size("chosen.csv") == 4
+    other = classify("chosen.csv", "--resume", "--batch-size", "8")
+    assert other.returncode == 1 and "other settings" in other.stderr
 
 
 @pytest.mark.parametrize(
