@@ -15,6 +15,7 @@ from core.errors import UserError
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_IMAGE_CACHE_MB = 2048
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -31,10 +32,12 @@ class Settings:
     device: str = "auto"
     data_dir: Path = Path("data")
     allow_private_urls: bool = False
+    image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB
 
     @property
     def image_cache_dir(self) -> Path:
-        """Where downloaded images are kept so a re-run does not fetch them again."""
+        """Where downloaded images are kept so a re-run does not fetch them again (at most
+        `image_cache_mb`; see core/image_cache.py)."""
         return self.data_dir / "cache" / "images"
 
     @property
@@ -52,6 +55,17 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise SettingsError(f"{name} must be on or off (1/0, true/false), not {raw!r}.")
 
 
+def _parse_megabytes(name: str, raw: str, default: int) -> int:
+    value = raw.strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise SettingsError(
+            f"{name} must be a whole number of megabytes (0 for no cache), not {raw!r}."
+        )
+    return int(value)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the CLIPLAB_* variables (from `env`, default os.environ) into a Settings."""
     env = os.environ if env is None else env
@@ -66,5 +80,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir=Path(env.get("CLIPLAB_DATA_DIR", "").strip() or "data"),
         allow_private_urls=_parse_bool(
             "CLIPLAB_ALLOW_PRIVATE_URLS", env.get("CLIPLAB_ALLOW_PRIVATE_URLS", "0")
+        ),
+        image_cache_mb=_parse_megabytes(
+            "CLIPLAB_IMAGE_CACHE_MB", env.get("CLIPLAB_IMAGE_CACHE_MB", ""), DEFAULT_IMAGE_CACHE_MB
         ),
     )

@@ -8,7 +8,6 @@ reading local files is the command line's business, never the web page's.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import socket
 import time
@@ -26,9 +25,9 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from core.config import Settings
+from core.config import DEFAULT_IMAGE_CACHE_MB, Settings
+from core.image_cache import ImageCache
 from core.images import ImageDecodeError, decode_image
-from core.storage import atomic_write_bytes
 
 MB = 1024 * 1024
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -48,13 +47,17 @@ class FetchOptions:
     max_redirects: int = 5
     allow_private_urls: bool = False
     cache_dir: Path | None = None
+    cache_max_bytes: int = DEFAULT_IMAGE_CACHE_MB * MB
     min_size: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> FetchOptions:
-        """Options for the app's settings: cache under the data dir, private URLs as configured."""
+        """Options for the app's settings: a cache under the data dir within its size bound
+        (none when the bound is 0), private URLs as configured."""
         base = cls(
-            allow_private_urls=settings.allow_private_urls, cache_dir=settings.image_cache_dir
+            allow_private_urls=settings.allow_private_urls,
+            cache_dir=settings.image_cache_dir if settings.image_cache_mb > 0 else None,
+            cache_max_bytes=settings.image_cache_mb * MB,
         )
         return replace(base, **overrides)
 
@@ -193,6 +196,11 @@ class ImageFetcher:
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self.cache = (
+            ImageCache(self.options.cache_dir, self.options.cache_max_bytes)
+            if self.options.cache_dir is not None
+            else None
+        )
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -289,28 +297,16 @@ class ImageFetcher:
                 raise FetchError(f"not an image ({content_type})") from exc
             raise FetchError(str(exc)) from exc
 
-    def _cache_path(self, url: str) -> Path | None:
-        if self.options.cache_dir is None:
-            return None
-        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()
-        return self.options.cache_dir / digest[:2] / digest
-
     def _read_cache(self, url: str) -> Image.Image | None:
-        path = self._cache_path(url)
-        if path is None or not path.is_file():
+        if self.cache is None or (data := self.cache.read(url)) is None:
             return None
         try:
-            return decode_image(path.read_bytes(), min_size=self.options.min_size)
-        except (OSError, ImageDecodeError):
-            path.unlink(missing_ok=True)
+            return decode_image(data, min_size=self.options.min_size)
+        except ImageDecodeError:
+            self.cache.discard(url)
             return None
 
     def _write_cache(self, url: str, data: bytes) -> None:
-        """Store validated bytes atomically; a failure only means no cache entry."""
-        path = self._cache_path(url)
-        if path is None:
-            return
-        try:
-            atomic_write_bytes(path, data)
-        except OSError:
-            return
+        """Keep validated bytes for a later fetch of the same URL."""
+        if self.cache is not None:
+            self.cache.write(url, data)

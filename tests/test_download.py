@@ -193,5 +193,19 @@ def test_options_from_settings_put_the_cache_under_the_data_dir(tmp_path):
     settings = Settings(data_dir=tmp_path, allow_private_urls=True)
     options = FetchOptions.from_settings(settings, read_timeout=3.0)
     assert options.cache_dir == tmp_path / "cache" / "images"
+    assert options.cache_max_bytes == 2048 * MB
     assert options.allow_private_urls is True
     assert options.read_timeout == 3.0
+    no_cache = Settings(data_dir=tmp_path, image_cache_mb=0)
+    assert FetchOptions.from_settings(no_cache).cache_dir is None
+
+
+def test_the_disk_cache_stays_within_its_bound(tmp_path, image_server):
+    one_image = len(image_server.jpeg)
+    bounded = make_fetcher(tmp_path, cache_max_bytes=5 * one_image)
+    urls = [image_server.url(f"/product.jpg?n={i}") for i in range(20)]
+    assert all(bounded.fetch(url).ok for url in urls)
+    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert 1 <= len(files) <= 5
+    assert sum(p.stat().st_size for p in files) <= 5 * one_image
+    assert bounded.cache.size_bytes() == sum(p.stat().st_size for p in files)
