@@ -22,6 +22,7 @@ import io
 import multiprocessing
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -243,9 +244,11 @@ def run_pipeline(
     if not labels_on_disk:
         classifier.label_disk_cache.clear()
     assert classifier.has_label_embeddings(labels) == labels_on_disk
-    fetcher = ImageFetcher(
-        FetchOptions(allow_private_urls=True, min_size=classifier.input_size), pool_size=workers
+    images = Path(tempfile.mkdtemp(dir=work))  # the product's image disk cache, empty at first
+    options = FetchOptions(
+        allow_private_urls=True, cache_dir=images, min_size=classifier.input_size
     )
+    fetcher = ImageFetcher(options, pool_size=workers)
     before = rss_mb()
     with PeakMemory() as memory:
         started = time.perf_counter()
@@ -253,6 +256,7 @@ def run_pipeline(
         state = job.run()
         seconds = time.perf_counter() - started
     fetcher.close()
+    shutil.rmtree(images)
     assert state.rows_done == len(urls) and state.rows_failed == 0, state
     return len(urls) / seconds, memory.peak - before, memory.peak, job.seconds_waiting / seconds
 
