@@ -1,9 +1,9 @@
 """The bounded on-disk image cache, on a real temporary folder."""
 
 import os
-import threading
 
 from core.image_cache import ImageCache
+from tests.threads import run_together
 
 ENTRY = 1000  # bytes per test entry
 
@@ -76,21 +76,12 @@ def test_a_file_where_the_folder_should_be_only_means_no_entry(tmp_path):
 
 def test_many_threads_writing_at_once_stay_within_the_bound(tmp_path):
     cache = ImageCache(tmp_path, 20 * ENTRY)
-    errors = []
 
     def write(worker):
-        try:
-            for i in range(40):
-                cache.write(f"w{worker}-{i}", b"x" * ENTRY)
-        except Exception as exc:  # any exception fails the test below
-            errors.append(exc)
+        for i in range(40):
+            cache.write(f"w{worker}-{i}", b"x" * ENTRY)
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    assert run_together(write, range(8)) == []
     cache.prune()  # a write that raced a running prune may leave the folder just over
-    assert not errors
     assert 0 < cache.size_bytes() <= 20 * ENTRY
     assert not list(tmp_path.rglob("*.part"))

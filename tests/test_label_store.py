@@ -1,7 +1,6 @@
 """Editable label sets: validation, import/export round trips, the store on a real folder."""
 
 import json
-import threading
 
 import pytest
 
@@ -19,6 +18,7 @@ from core.labels import (
     export_txt,
     parse_labels_text,
 )
+from tests.threads import run_together
 
 DOC = LabelSetDocument(
     "Cars, sporty",
@@ -218,21 +218,12 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
 
 def test_concurrent_saves_of_different_sets_all_succeed(tmp_path):
     store = empty_store(tmp_path)
-    errors = []
 
     def save(i):
-        try:
-            for _ in range(20):
-                store.save(LabelSetDocument(f"set {i}", (LabelEntry(f"label {i}"),)), f"set {i}")
-        except Exception as exc:  # collected for the assertion below
-            errors.append(exc)
+        for _ in range(20):
+            store.save(LabelSetDocument(f"set {i}", (LabelEntry(f"label {i}"),)), f"set {i}")
 
-    threads = [threading.Thread(target=save, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert run_together(save, range(8)) == []
     assert store.names() == [f"set {i}" for i in range(8)]
 
 
@@ -247,11 +238,7 @@ def test_concurrent_saves_of_one_set_keep_one_write_whole(tmp_path):
         for _ in range(10):
             store.save(doc, replace="Shared")
 
-    threads = [threading.Thread(target=save, args=(doc,)) for doc in versions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    assert run_together(save, versions) == []
     assert store.load("Shared") in versions
     assert [p.name for p in (tmp_path / "label_sets").iterdir()] == ["shared.json"]
 
