@@ -7,7 +7,7 @@ normalising batches, waiting for downloads and the rest, and the vision tower's 
 per image inside the job against (c)'s in the same round (measured just before and after).
 
     python bench/bulk_breakdown.py [--images 640] [--categories 196] [--rounds 3]
-                                   [--switch-interval SECONDS]
+                                   [--workers 16] [--switch-interval SECONDS]
 
 --switch-interval sets Python's GIL switch interval (sys.setswitchinterval, 0.005 by default)
 during the jobs: if worker threads holding the GIL delayed the model thread between operations,
@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--categories", type=int, default=196)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=default_batch_size("cpu"))
+    parser.add_argument("--workers", type=int, default=16, help="download threads")
     parser.add_argument("--switch-interval", type=float, default=sys.getswitchinterval())
     parser.add_argument(
         "--config-dir", type=Path, default=ROOT.parent / "shared/data/clip-vit-b32-tokenizer"
@@ -71,8 +72,8 @@ def main() -> None:
     server = ImageServerProcess(0)
     print(
         f"{args.images} images a round, {args.categories} categories, batch {args.batch_size}, "
-        f"0 ms delay; label embeddings on disk; switch interval {args.switch_interval * 1000:g} "
-        "ms during the jobs\n\n"
+        f"{args.workers} download threads, 0 ms delay; label embeddings on disk; switch "
+        f"interval {args.switch_interval * 1000:g} ms during the jobs\n\n"
         "| round | (a disk) img/s | (c) img/s | ratio | wall s | vision tower s | normalise s "
         "| waiting s | rest s | tower ms/img in job | (c) ms/img |\n" + "| ---: " * 11 + "|",
         flush=True,
@@ -91,7 +92,7 @@ def main() -> None:
                 labels,
                 work,
                 args.batch_size,
-                16,
+                args.workers,
                 labels_on_disk=True,
             )
         finally:
