@@ -18,6 +18,7 @@ plus the peak memory of (a) above the memory after the model is loaded.
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import multiprocessing
 import os
@@ -174,14 +175,24 @@ def categories(count: int) -> list[str]:
     return sorted(names)
 
 
-def build_model(config_dir: Path, label_cache_dir: Path) -> tuple[ClipClassifier, Path]:
+def build_model(config_dir: Path, work: Path) -> tuple[ClipClassifier, Path]:
+    """A random-weight CLIP with the shapes in `config_dir`, saved under `work` and loaded as
+    the product loads models, its label-embedding cache under `work` too."""
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 
     torch.manual_seed(0)
-    folder = Path(tempfile.mkdtemp(prefix="bench-vit-b32-"))
+    folder = work / "model"
     CLIPModel(CLIPConfig.from_pretrained(config_dir)).save_pretrained(folder)
     CLIPProcessor.from_pretrained(config_dir).save_pretrained(folder)
-    return load_classifier(str(folder), "cpu", label_cache_dir), folder
+    return load_classifier(str(folder), "cpu", work / "label_embeddings"), folder
+
+
+def temporary_folder(prefix: str) -> Path:
+    """A new folder under the system's temporary directory, removed when this process exits
+    (the model alone is 600 MB: repeated runs must not pile up)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 # ---------------------------------------------------------------- memory
@@ -370,8 +381,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     quiet_library_logging()
-    work = Path(tempfile.mkdtemp(prefix="bench-bulk-"))
-    classifier, folder = build_model(args.config_dir, work / "label_embeddings")
+    work = temporary_folder("bench-bulk-")
+    classifier, folder = build_model(args.config_dir, work)
     after_load = rss_mb()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; ViT-B/32 shapes, "

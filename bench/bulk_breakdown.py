@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from bulk import (  # noqa: E402
     quiet_library_logging,
     run_model_only,
     run_pipeline,
+    temporary_folder,
 )
 
 from core.jobs import default_batch_size  # noqa: E402
@@ -65,8 +65,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     quiet_library_logging()
-    work = Path(tempfile.mkdtemp(prefix="bench-breakdown-"))
-    classifier, _ = build_model(args.config_dir, work / "label_embeddings")
+    work = temporary_folder("bench-breakdown-")
+    classifier, _ = build_model(args.config_dir, work)
     labels = categories(args.categories)
     classifier.encode_labels(labels)  # on disk from now on: every job below is a later job
     server = ImageServerProcess(0)

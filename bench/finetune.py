@@ -12,7 +12,9 @@ and what it costs in time.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -53,6 +55,7 @@ def main() -> None:
         sys.exit("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
     quiet_library_logging()
     work = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
+    atexit.register(shutil.rmtree, work, True)
     os.environ["CLIPLAB_DATA_DIR"] = str(work / "data")
     base = model_folder(args.config_dir, work)
     images, labels = fashion_mnist.sample(args.per_class)

@@ -11,8 +11,10 @@ Needs Debian's chromium (`apt-get install chromium`) and `pip install playwright
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -92,6 +94,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="cliplab-shot-"))
+    atexit.register(shutil.rmtree, work, True)
     model_dir = vit_b32_random(args.config_dir, work / "vit-b32-random")
     server = serve(product_image())
     image_url = f"http://127.0.0.1:{server.server_address[1]}/blue-tshirt.jpg"
