@@ -18,7 +18,6 @@ plus the peak memory of (a) above the memory after the model is loaded.
 from __future__ import annotations
 
 import argparse
-import atexit
 import io
 import multiprocessing
 import os
@@ -42,6 +41,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.random_clip import add_config_dir_argument, save_random_clip, temporary_folder  # noqa: E402
 from core.download import FetchOptions, ImageFetcher  # noqa: E402
 from core.jobs import JobFolder, JobSpec, default_batch_size  # noqa: E402
 from core.labels import LabelSet  # noqa: E402
@@ -178,21 +178,8 @@ def categories(count: int) -> list[str]:
 def build_model(config_dir: Path, work: Path) -> tuple[ClipClassifier, Path]:
     """A random-weight CLIP with the shapes in `config_dir`, saved under `work` and loaded as
     the product loads models, its label-embedding cache under `work` too."""
-    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
-
-    torch.manual_seed(0)
-    folder = work / "model"
-    CLIPModel(CLIPConfig.from_pretrained(config_dir)).save_pretrained(folder)
-    CLIPProcessor.from_pretrained(config_dir).save_pretrained(folder)
+    folder = save_random_clip(config_dir, work / "model")
     return load_classifier(str(folder), "cpu", work / "label_embeddings"), folder
-
-
-def temporary_folder(prefix: str) -> Path:
-    """A new folder under the system's temporary directory, removed when this process exits
-    (the model alone is 600 MB: repeated runs must not pile up)."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
-    atexit.register(shutil.rmtree, folder, True)
-    return folder
 
 
 # ---------------------------------------------------------------- memory
@@ -376,9 +363,7 @@ def main() -> None:
         "--batch-size", type=int, default=default_batch_size("cpu"), help="the product's default"
     )
     parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument(
-        "--config-dir", type=Path, default=ROOT.parent / "shared/data/clip-vit-b32-tokenizer"
-    )
+    add_config_dir_argument(parser)
     args = parser.parse_args()
     quiet_library_logging()
     work = temporary_folder("bench-bulk-")

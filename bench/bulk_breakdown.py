@@ -25,16 +25,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bulk import (  # noqa: E402
-    ROOT,
     ImageServerProcess,
     build_model,
     categories,
     quiet_library_logging,
     run_model_only,
     run_pipeline,
-    temporary_folder,
 )
 
+from bench.random_clip import add_config_dir_argument, temporary_folder  # noqa: E402
 from core.jobs import default_batch_size  # noqa: E402
 
 
@@ -60,9 +59,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=default_batch_size("cpu"))
     parser.add_argument("--workers", type=int, default=16, help="download threads")
     parser.add_argument("--switch-interval", type=float, default=sys.getswitchinterval())
-    parser.add_argument(
-        "--config-dir", type=Path, default=ROOT.parent / "shared/data/clip-vit-b32-tokenizer"
-    )
+    add_config_dir_argument(parser)
     args = parser.parse_args()
     quiet_library_logging()
     work = temporary_folder("bench-breakdown-")

@@ -12,11 +12,8 @@ and what it costs in time.
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+from bench.random_clip import save_random_clip, temporary_folder  # noqa: E402
 from core.config import load_settings  # noqa: E402
 from core.finetune_job import FinetuneSpec, new_finetune_folder, run_finetune  # noqa: E402
 from core.model import quiet_library_logging  # noqa: E402
@@ -35,14 +33,7 @@ from tests.tiny_clip import build_tiny_clip  # noqa: E402
 def model_folder(config_dir: Path | None, work: Path) -> Path:
     if config_dir is None:
         return build_tiny_clip(work / "tiny-clip")
-    import torch
-    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
-
-    torch.manual_seed(0)
-    folder = work / "vit-b32-random"
-    CLIPModel(CLIPConfig.from_pretrained(config_dir)).save_pretrained(folder)
-    CLIPProcessor.from_pretrained(config_dir).save_pretrained(folder)
-    return folder
+    return save_random_clip(config_dir, work / "vit-b32-random")
 
 
 def main() -> None:
@@ -54,8 +45,7 @@ def main() -> None:
     if not fashion_mnist.available():
         sys.exit("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
     quiet_library_logging()
-    work = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
-    atexit.register(shutil.rmtree, work, True)
+    work = temporary_folder("bench-finetune-")
     os.environ["CLIPLAB_DATA_DIR"] = str(work / "data")
     base = model_folder(args.config_dir, work)
     images, labels = fashion_mnist.sample(args.per_class)

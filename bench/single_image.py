@@ -12,23 +12,18 @@ the ratio of the first to the last.
 from __future__ import annotations
 
 import argparse
-import atexit
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.random_clip import add_config_dir_argument, save_random_clip, temporary_folder  # noqa: E402
 from core.model import load_classifier, quiet_library_logging  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def median_ms(run, repeats: int) -> float:
@@ -42,18 +37,12 @@ def median_ms(run, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--config-dir", type=Path, default=ROOT.parent / "shared/data/clip-vit-b32-tokenizer"
-    )
+    add_config_dir_argument(parser)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     quiet_library_logging()
-    torch.manual_seed(0)
-    work = Path(tempfile.mkdtemp(prefix="bench-single-image-"))
-    atexit.register(shutil.rmtree, work, True)  # the model alone is 600 MB
-    folder = work / "model"
-    CLIPModel(CLIPConfig.from_pretrained(args.config_dir)).save_pretrained(folder)
-    CLIPProcessor.from_pretrained(args.config_dir).save_pretrained(folder)
+    work = temporary_folder("bench-single-image-")
+    folder = save_random_clip(args.config_dir, work / "model")
     classifier = load_classifier(str(folder), "cpu", work / "label_embeddings")
     image = Image.new("RGB", (800, 800), (40, 90, 170))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, ViT-B/32 random weights")

@@ -11,12 +11,9 @@ Needs Debian's chromium (`apt-get install chromium`) and `pip install playwright
 from __future__ import annotations
 
 import argparse
-import atexit
 import io
 import os
-import shutil
 import sys
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +23,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.random_clip import add_config_dir_argument, save_random_clip, temporary_folder  # noqa: E402
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, start_streamlit  # noqa: E402
 
 
@@ -73,29 +71,16 @@ def serve(body: bytes) -> ThreadingHTTPServer:
     return server
 
 
-def vit_b32_random(config_dir: Path, out_dir: Path) -> Path:
-    import torch
-    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
-
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig.from_pretrained(config_dir)).save_pretrained(out_dir)
-    CLIPProcessor.from_pretrained(config_dir).save_pretrained(out_dir)
-    return out_dir
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--config-dir", type=Path, default=ROOT.parent / "shared/data/clip-vit-b32-tokenizer"
-    )
+    add_config_dir_argument(parser)
     parser.add_argument("--out", type=Path, default=ROOT / "docs/single-image.png")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
 
-    work = Path(tempfile.mkdtemp(prefix="cliplab-shot-"))
-    atexit.register(shutil.rmtree, work, True)
-    model_dir = vit_b32_random(args.config_dir, work / "vit-b32-random")
+    work = temporary_folder("cliplab-shot-")
+    model_dir = save_random_clip(args.config_dir, work / "vit-b32-random")
     server = serve(product_image())
     image_url = f"http://127.0.0.1:{server.server_address[1]}/blue-tshirt.jpg"
     env = dict(
