@@ -2,13 +2,16 @@
 
 Each fetch ends in a FetchResult holding either an RGB image or a short error a person can read
 ("HTTP 404", "timed out after 10 s", "not an image (text/html)", "larger than 20 MB"); nothing
-here raises for a bad URL, so one broken row never stops a batch. Only http(s) URLs are fetched;
-reading local files is the command line's business, never the web page's.
+here raises for a bad URL, whatever its text, so one broken row never stops a batch. One deadline
+(10 s) bounds each image from connecting to the last byte, retries and slow headers included
+(core/deadline.py). Only http(s) URLs are fetched; local files are read only when the options
+allow it, which the command line does and the web pages never do.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 import time
 from collections.abc import Sequence
@@ -22,14 +25,16 @@ from PIL import Image
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import HTTPError, ReadTimeoutError
+from urllib3.exceptions import DecodeError, HTTPError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from core.config import DEFAULT_IMAGE_CACHE_MB, Settings
+from core.deadline import Watchdog, current_deadline, deadline_scope
 from core.image_cache import ImageCache
 from core.images import ImageDecodeError, decode_image
 
 MB = 1024 * 1024
+MAX_URL_CHARS = 8192
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 USER_AGENT = "CLIP-Labeler/0.1 (+https://github.com/; image classification)"
 
@@ -40,7 +45,7 @@ class FetchOptions:
 
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
-    total_timeout: float = 30.0
+    total_timeout: float = 10.0  # one image, from connecting to the last byte, retries included
     max_bytes: int = 20 * MB
     retries: int = 3
     backoff_factor: float = 0.5
@@ -49,6 +54,7 @@ class FetchOptions:
     cache_dir: Path | None = None
     cache_max_bytes: int = DEFAULT_IMAGE_CACHE_MB * MB
     min_size: int | None = None
+    allow_local_files: bool = False  # the command line reads paths too; the web pages never
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> FetchOptions:
@@ -81,14 +87,32 @@ class FetchError(Exception):
     """Internal: a fetch failed for the reason in its message."""
 
 
+def _remaining() -> float:
+    """Seconds left to the current fetch's deadline (infinite outside a fetch)."""
+    deadline = current_deadline()
+    return math.inf if deadline is None else deadline.remaining()
+
+
 class _CappedRetry(Retry):
-    """urllib3 Retry that honours Retry-After but never sleeps longer than MAX_RETRY_AFTER."""
+    """urllib3 Retry that honours Retry-After but never sleeps longer than MAX_RETRY_AFTER, nor
+    past the fetch's deadline."""
 
     MAX_RETRY_AFTER = 10.0
 
     def get_retry_after(self, response):  # type: ignore[no-untyped-def]
         value = super().get_retry_after(response)
-        return None if value is None else min(value, self.MAX_RETRY_AFTER)
+        return None if value is None else min(value, self.MAX_RETRY_AFTER, _remaining())
+
+    def get_backoff_time(self) -> float:
+        return min(super().get_backoff_time(), _remaining())
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """Where a redirect points, as an absolute URL."""
+    try:
+        return urljoin(url, location)
+    except ValueError as exc:
+        raise FetchError("not a valid URL (in a redirect)") from exc
 
 
 def _size_text(num_bytes: int) -> str:
@@ -108,8 +132,8 @@ def _check_address(host: str) -> None:
     """Refuse hosts that resolve to any refused address (every address the name has)."""
     try:
         infos = _resolve(host, None, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise FetchError(f"could not resolve host {host}") from exc
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise FetchError(f"could not resolve host {_shown(host)}") from exc
     for info in infos:
         if is_refused_address(str(info[4][0])):
             raise FetchError("refused: private address")
@@ -122,6 +146,10 @@ class _RefusedPeer(Exception):
     """The socket ended up connected to a refused address (e.g. DNS rebinding)."""
 
 
+class _DeadlinePassed(Exception):
+    """A new connection was asked for after the fetch's deadline."""
+
+
 def _checked_socket(sock: socket.socket) -> socket.socket:
     """Closes and refuses a socket whose peer is a refused address. The name was checked
     before, but it is resolved again to connect: a DNS answer that changes in between
@@ -132,43 +160,85 @@ def _checked_socket(sock: socket.socket) -> socket.socket:
     return sock
 
 
-class _CheckedHTTPConnection(HTTPConnection):
+class _GuardedConnection:
+    """Mixed into urllib3's connections: no new connection after the fetch's deadline, the
+    socket handed to the deadline before each response is read (so a server trickling its
+    status line, headers or body is cut off on time), and, unless private addresses are
+    allowed, the peer actually connected to checked."""
+
+    refuse_private = True
+
     def _new_conn(self) -> socket.socket:
-        return _checked_socket(super()._new_conn())
+        deadline = current_deadline()
+        if deadline is not None and deadline.passed:
+            raise _DeadlinePassed
+        sock = super()._new_conn()  # type: ignore[misc]
+        return _checked_socket(sock) if self.refuse_private else sock
+
+    def getresponse(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        deadline = current_deadline()
+        if deadline is not None:
+            deadline.watch(self.sock)  # type: ignore[attr-defined]
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
 
 
-class _CheckedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        return _checked_socket(super()._new_conn())
+def _pool_classes(refuse_private: bool) -> dict[str, type]:
+    """urllib3 pool classes, per scheme, whose connections are guarded."""
+    classes = {}
+    for scheme, pool, connection in (
+        ("http", HTTPConnectionPool, HTTPConnection),
+        ("https", HTTPSConnectionPool, HTTPSConnection),
+    ):
+        guarded = type(
+            f"Guarded{connection.__name__}",
+            (_GuardedConnection, connection),
+            {"refuse_private": refuse_private},
+        )
+        classes[scheme] = type(f"Guarded{pool.__name__}", (pool,), {"ConnectionCls": guarded})
+    return classes
 
 
-class _CheckedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _CheckedHTTPConnection
+class _GuardedAdapter(HTTPAdapter):
+    """A requests adapter whose connections are guarded (see _GuardedConnection)."""
 
-
-class _CheckedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _CheckedHTTPSConnection
-
-
-class _PublicOnlyAdapter(HTTPAdapter):
-    """An adapter whose connections check the address they actually connected to."""
+    def __init__(self, refuse_private: bool, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self._pool_classes = _pool_classes(refuse_private)
+        super().__init__(**kwargs)
 
     def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _CheckedHTTPPool,
-            "https": _CheckedHTTPSPool,
-        }
+        self.poolmanager.pool_classes_by_scheme = self._pool_classes
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """A piece of a URL as it may appear in a short error: printable, at most `limit` chars."""
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def is_http_url(source: str) -> bool:
+    """Whether `source` is meant as a web address (rather than a local file path)."""
+    return source.strip().lower().startswith(("http://", "https://"))
 
 
 def _check_url(url: str, allow_private: bool) -> None:
-    parts = urlsplit(url)
+    """Refuse, with a short reason, anything that is not a well-formed public http(s) URL."""
+    if len(url) > MAX_URL_CHARS:
+        raise FetchError(f"not a valid URL (longer than {MAX_URL_CHARS} characters)")
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in url):
+        raise FetchError("not a valid URL (control characters)")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
+    except ValueError as exc:
+        raise FetchError("not a valid URL") from exc
     if parts.scheme.lower() not in ("http", "https"):
         raise FetchError("only http and https URLs are supported")
-    if not parts.hostname:
+    if not host or any(c.isspace() for c in host):
         raise FetchError("not a valid URL")
     if not allow_private:
-        _check_address(parts.hostname)
+        _check_address(host)
 
 
 class ImageFetcher:
@@ -188,9 +258,11 @@ class ImageFetcher:
             raise_on_status=False,
             respect_retry_after_header=True,
         )
-        adapter_class = HTTPAdapter if self.options.allow_private_urls else _PublicOnlyAdapter
-        adapter = adapter_class(
-            pool_connections=pool_size, pool_maxsize=pool_size, max_retries=retry
+        adapter = _GuardedAdapter(
+            refuse_private=not self.options.allow_private_urls,
+            pool_connections=pool_size,
+            pool_maxsize=pool_size,
+            max_retries=retry,
         )
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
@@ -201,26 +273,31 @@ class ImageFetcher:
             if self.options.cache_dir is not None
             else None
         )
+        self._watchdog = Watchdog()
 
     def close(self) -> None:
-        """Release pooled connections."""
+        """Release pooled connections and the deadline thread."""
         self.session.close()
+        self._watchdog.close()
 
-    def fetch(self, url: str) -> FetchResult:
-        """Fetch and decode one image URL; errors come back in the result, never raised."""
-        url = (url or "").strip()
-        if not url:
-            return FetchResult(url, error="no URL given")
-        cached = self._read_cache(url)
+    def fetch(self, source: str) -> FetchResult:
+        """Fetch and decode one image URL (or, where allowed, read a local file); errors come
+        back in the result, never raised."""
+        source = (source or "").strip()
+        if not source:
+            return FetchResult(source, error="no URL given")
+        if self.options.allow_local_files and not is_http_url(source):
+            return self._read_local(source)
+        cached = self._read_cache(source)
         if cached is not None:
-            return FetchResult(url, image=cached, from_cache=True)
+            return FetchResult(source, image=cached, from_cache=True)
         try:
-            data, content_type = self._download(url)
+            data, content_type = self._download_within_deadline(source)
             image = self._decode(data, content_type)
         except FetchError as exc:
-            return FetchResult(url, error=str(exc))
-        self._write_cache(url, data)
-        return FetchResult(url, image=image)
+            return FetchResult(source, error=str(exc))
+        self._write_cache(source, data)
+        return FetchResult(source, image=image)
 
     def fetch_many(self, urls: Sequence[str], workers: int = 8) -> list[FetchResult]:
         """Fetch many URLs on at most `workers` threads; one result per URL, in input order."""
@@ -229,33 +306,66 @@ class ImageFetcher:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(urls)))) as pool:
             return list(pool.map(self.fetch, urls))
 
+    def _read_local(self, source: str) -> FetchResult:
+        """A local image file (command line only), within the same size limit as downloads."""
+        path = Path(source).expanduser()
+        try:
+            if not path.is_file():
+                return FetchResult(source, error="no such file")
+            with path.open("rb") as handle:
+                data = handle.read(self.options.max_bytes + 1)
+        except (OSError, ValueError) as exc:
+            return FetchResult(source, error=f"could not read the file ({type(exc).__name__})")
+        if len(data) > self.options.max_bytes:
+            return FetchResult(source, error=f"larger than {_size_text(self.options.max_bytes)}")
+        try:
+            return FetchResult(source, image=self._decode(data, ""))
+        except FetchError as exc:
+            return FetchResult(source, error=str(exc))
+
+    def _download_within_deadline(self, url: str) -> tuple[bytes, str]:
+        """_download under one deadline for everything from connecting to the last byte."""
+        total = self.options.total_timeout
+        with deadline_scope(self._watchdog, total) as deadline:
+            try:
+                data, content_type = self._download(url)
+            except FetchError:
+                if deadline.expired:
+                    raise FetchError(f"timed out after {total:g} s") from None
+                raise
+            if deadline.expired:  # the watchdog cut the connection: what was read is partial
+                raise FetchError(f"timed out after {total:g} s")
+            return data, content_type
+
     def _download(self, url: str) -> tuple[bytes, str]:
         opts = self.options
-        deadline = time.monotonic() + opts.total_timeout
         for _hop in range(opts.max_redirects + 1):
             _check_url(url, opts.allow_private_urls)
             response = self._get(url)
             with response:
                 if response.is_redirect:
-                    url = urljoin(url, response.headers.get("Location", ""))
+                    url = _redirect_target(url, response.headers.get("Location", ""))
                     continue
                 if response.status_code != 200:
                     raise FetchError(f"HTTP {response.status_code}")
                 content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-                return self._read_body(response, deadline), content_type
+                return self._read_body(response), content_type
         raise FetchError(f"too many redirects (more than {opts.max_redirects})")
 
     def _get(self, url: str) -> requests.Response:
         opts = self.options
+        left = max(_remaining(), 0.001)
         try:
             return self.session.get(
                 url,
                 stream=True,
                 allow_redirects=False,
-                timeout=(opts.connect_timeout, opts.read_timeout),
+                timeout=(min(opts.connect_timeout, left), min(opts.read_timeout, left)),
             )
         except _RefusedPeer as exc:
             raise FetchError("refused: private address") from exc
+        except _DeadlinePassed as exc:
+            raise FetchError(f"timed out after {opts.total_timeout:g} s") from exc
         except requests.exceptions.ConnectTimeout as exc:
             raise FetchError(f"could not connect within {opts.connect_timeout:g} s") from exc
         except requests.exceptions.ReadTimeout as exc:
@@ -263,11 +373,17 @@ class ImageFetcher:
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
             raise FetchError("not a valid URL") from exc
         except requests.exceptions.ConnectionError as exc:
-            raise FetchError(f"could not connect to {urlsplit(url).hostname}") from exc
+            host = _shown(urlsplit(url).hostname or "")
+            raise FetchError(f"could not connect to {host}") from exc
         except requests.exceptions.RequestException as exc:
             raise FetchError(f"request failed ({type(exc).__name__})") from exc
+        except (ValueError, UnicodeError) as exc:
+            raise FetchError("not a valid URL") from exc
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+    def _read_body(self, response: requests.Response) -> bytes:
+        """The body, decoded (gzip, deflate, br, zstd), within the size limit on the decoded
+        bytes: urllib3 decodes at most what is asked for per read, so a compression bomb
+        fails at the limit without inflating further."""
         opts = self.options
         too_big = FetchError(f"larger than {_size_text(opts.max_bytes)}")
         declared = response.headers.get("Content-Length", "")
@@ -275,16 +391,19 @@ class ImageFetcher:
             raise too_big
         body = bytearray()
         try:
-            # read1 returns as soon as any bytes arrive, so a server trickling its body cannot
-            # hold us past the deadline (a plain read(n) waits for all n bytes).
+            # read1 returns as soon as any bytes arrive; a server trickling its body is cut off
+            # by the deadline, which shuts the socket down.
             while chunk := response.raw.read1(64 * 1024, decode_content=True):
                 body.extend(chunk)
                 if len(body) > opts.max_bytes:
                     raise too_big
-                if time.monotonic() > deadline:
+                if _remaining() <= 0:
                     raise FetchError(f"timed out after {opts.total_timeout:g} s")
         except ReadTimeoutError as exc:
             raise FetchError(f"timed out after {opts.read_timeout:g} s") from exc
+        except DecodeError as exc:
+            encoding = response.headers.get("Content-Encoding", "")
+            raise FetchError(f"could not decompress the response ({_shown(encoding)})") from exc
         except (HTTPError, OSError) as exc:
             raise FetchError("connection lost while downloading") from exc
         return bytes(body)

@@ -7,12 +7,16 @@ resume after a crash:
     state.json    how far it got (rows done, bytes of results.csv that are complete, status)
     results.csv   output rows, appended as they are produced
     input.csv     the uploaded input (page jobs; command-line jobs point at the user's file)
+    job.log       unexpected errors met on single rows, with their tracebacks (for a developer;
+                  the row itself only says "internal error: <kind>")
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import time
+import traceback
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,11 +24,12 @@ from pathlib import Path
 from core.labels import LabelSet
 from core.storage import atomic_write_json, read_json
 
-SPEC_FILE, STATE_FILE, RESULTS_FILE, INPUT_FILE = (
+SPEC_FILE, STATE_FILE, RESULTS_FILE, INPUT_FILE, LOG_FILE = (
     "spec.json",
     "state.json",
     "results.csv",
     "input.csv",
+    "job.log",
 )
 
 CPU_BATCH_SIZE = 16
@@ -97,6 +102,7 @@ class JobFolder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._log_lock = threading.Lock()
 
     @property
     def id(self) -> str:
@@ -112,6 +118,18 @@ class JobFolder:
     def input_path(self) -> Path:
         """Where an uploaded input is kept."""
         return self.path / INPUT_FILE
+
+    @property
+    def log_path(self) -> Path:
+        """Where unexpected per-row errors are logged with their tracebacks."""
+        return self.path / LOG_FILE
+
+    def log_exception(self, context: str, exc: BaseException) -> None:
+        """Append `exc`'s traceback to the job's log (threads may call this at once)."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        text = "".join(traceback.format_exception(exc))
+        with self._log_lock, open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} {context}\n{text}\n")
 
     def exists(self) -> bool:
         """Whether the job has been created (its spec is on disk)."""

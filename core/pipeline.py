@@ -270,14 +270,17 @@ class BulkJob:
         return task
 
     def _download(self, url: str) -> tuple[Prepared | None, str | None]:
-        """In a worker thread: fetch, decode and preprocess one image."""
-        result = self.fetcher.fetch(url)
-        if not result.ok:
-            return None, result.error
+        """In a worker thread: fetch, decode and preprocess one image. Whatever goes wrong
+        here fails this row only: an unexpected exception becomes the row's error and its
+        traceback goes to the job's log, and the job goes on."""
         try:
+            result = self.fetcher.fetch(url)
+            if not result.ok:
+                return None, result.error
             return self.classifier.prepare(result.image), None
-        except Exception as exc:  # a decoder quirk must fail the row, not the job
-            return None, f"could not prepare the image ({type(exc).__name__})"
+        except Exception as exc:
+            self.folder.log_exception(f"row with image {url[:300]!r}", exc)
+            return None, f"internal error: {type(exc).__name__}"
 
     def _retire(self, row: _Row) -> None:
         """A written row's URL moves from in-flight to the bounded recent-results memory."""

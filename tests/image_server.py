@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
+import zlib
+from functools import cache
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.images import image_bytes
 
 HTML = b"<!doctype html><html><body><h1>Not an image</h1></body></html>"
+MB = 1024 * 1024
+
+
+def compress(data: bytes, encoding: str) -> bytes:
+    """`data` as a server sends it with Content-Encoding `encoding`."""
+    if encoding == "gzip":
+        return gzip.compress(data)
+    if encoding == "deflate":
+        return zlib.compress(data)
+    if encoding == "br":
+        import brotli
+
+        return brotli.compress(data, quality=5)
+    from backports import zstd
+
+    return zstd.compress(data)
+
+
+@cache
+def bomb(encoding: str) -> bytes:
+    """A small body that decodes to 256 MB of zeros (gzip: 256 members of 1 MB each)."""
+    if encoding == "gzip":
+        return gzip.compress(bytes(MB)) * 256
+    size = 64 * MB if encoding == "deflate" else 256 * MB  # deflate: compressing is slow
+    return compress(bytes(size), encoding)
 
 
 class ImageServer:
@@ -111,6 +139,24 @@ class ImageServer:
                 h.wfile.write(bytes([byte]))
                 h.wfile.flush()
                 time.sleep(0.05)
+        elif path == "/slow-headers.png":  # status line at once, then a header line every 0.25 s
+            h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for n in range(60):
+                h.wfile.write(f"X-Slow-{n}: {n}\r\n".encode())
+                h.wfile.flush()
+                time.sleep(0.25)
+        elif path == "/slow-status.png":  # the status line itself, a byte at a time
+            for byte in b"HTTP/1.1 200 OK\r\n" * 20:
+                h.wfile.write(bytes([byte]))
+                h.wfile.flush()
+                time.sleep(0.05)
+        elif path.startswith("/encoded/"):  # /encoded/<gzip|deflate|br|zstd>: a PNG, compressed
+            encoding = path.split("/")[2]
+            body = compress(self.png, encoding)
+            self._send(h, 200, body, "image/png", {"Content-Encoding": encoding})
+        elif path.startswith("/bomb/"):  # /bomb/<encoding>: a few KB that inflate to 256 MB
+            encoding = path.split("/")[2]
+            self._send(h, 200, bomb(encoding), "image/png", {"Content-Encoding": encoding})
         elif path == "/huge.png":
             self._send(h, 200, b"\0" * self.big_bytes, "image/png")
         elif path == "/huge-unannounced.png":

@@ -209,3 +209,95 @@ def test_the_disk_cache_stays_within_its_bound(tmp_path, image_server):
     assert 1 <= len(files) <= 5
     assert sum(p.stat().st_size for p in files) <= 5 * one_image
     assert bounded.cache.size_bytes() == sum(p.stat().st_size for p in files)
+
+
+def test_default_deadline_per_image_is_10_s():
+    assert FetchOptions().total_timeout == 10.0
+
+
+@pytest.mark.parametrize("path", ["/slow-headers.png", "/slow-status.png"])
+def test_trickled_status_line_and_headers_are_cut_off_at_the_deadline(image_server, path):
+    # Every line arrives well within the read timeout, so only the total deadline can stop it.
+    slow = make_fetcher(read_timeout=2.0, total_timeout=1.0)
+    started = time.monotonic()
+    result = slow.fetch(image_server.url(path))
+    elapsed = time.monotonic() - started
+    assert result.error == "timed out after 1 s"
+    assert elapsed < 1.8
+    slow.close()
+
+
+def test_the_deadline_bounds_retries_and_their_waits(image_server):
+    patient = make_fetcher(backoff_factor=2.0, retries=5, total_timeout=1.0)
+    started = time.monotonic()
+    result = patient.fetch(image_server.url("/always503"))
+    assert time.monotonic() - started < 1.8
+    assert result.error in ("timed out after 1 s", "HTTP 503")
+
+
+def test_a_fetch_after_a_timed_out_one_works_on_the_same_fetcher(image_server):
+    slow = make_fetcher(read_timeout=2.0, total_timeout=0.6)
+    assert slow.fetch(image_server.url("/slow-headers.png")).error == "timed out after 0.6 s"
+    assert slow.fetch(image_server.url("/red.png")).ok
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_compressed_images_are_decoded(fetcher, image_server, encoding):
+    result = fetcher.fetch(image_server.url(f"/encoded/{encoding}"))
+    assert result.ok, result.error
+    assert result.image.getpixel((0, 0)) == (200, 30, 30)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_compression_bombs_stop_at_the_size_limit_on_decoded_bytes(image_server, encoding):
+    default_limits = make_fetcher(max_bytes=20 * MB, read_timeout=5.0)
+    started = time.monotonic()
+    result = default_limits.fetch(image_server.url(f"/bomb/{encoding}"))
+    assert result.error == "larger than 20 MB"
+    assert time.monotonic() - started < 3.0
+    default_limits.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[abc/x.png",  # a bracketed host that is not an IPv6 address
+        "http://[::1",
+        "https://[fe80::1%eth0/x",
+        "http://host:99999/x.png",
+        "http://host:port/x.png",
+        "http://a b.com/x.png",
+        "http://exa\x00mple.com/x.png",
+        "http://example.com/\x07bell.png",
+        "http://\u2100/x.png",  # NFKC turns it into a/c: refused by urllib
+        "http://a.b\ud800/x.png",  # a lone surrogate: not encodable
+        "http://%zz%/x.png",
+        "http://" + "a" * 20_000 + ".com/x.png",
+        "http:///x.png",
+        "http://",
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "data:image/png;base64,AAAA",
+        "//example.com/x.png",
+        "\t \n",
+    ],
+)
+def test_any_malformed_url_is_a_short_error_never_an_exception(url):
+    closed = make_fetcher(allow_private_urls=False, retries=0)
+    result = closed.fetch(url)
+    assert not result.ok
+    assert result.error and len(result.error) <= 100 and result.error.isprintable()
+    closed.close()
+
+
+def test_local_files_are_read_only_when_allowed(tmp_path, image_server):
+    path = tmp_path / "red.png"
+    path.write_bytes(image_server.png)
+    assert make_fetcher().fetch(str(path)).error == "only http and https URLs are supported"
+    local = make_fetcher(allow_local_files=True)
+    assert local.fetch(str(path)).image.getpixel((0, 0)) == (200, 30, 30)
+    assert local.fetch(str(tmp_path / "missing.png")).error == "no such file"
+    assert local.fetch(str(tmp_path)).error == "no such file"
+    (tmp_path / "notes.txt").write_text("hello")
+    assert local.fetch(str(tmp_path / "notes.txt")).error == "not an image"
+    assert local.fetch(image_server.url("/red.png")).ok  # URLs still work beside paths
