@@ -210,6 +210,11 @@ def sidebar_model_picker() -> None:
             st.button("Try again", key="retry_model", on_click=_forget_model_failures)
 
 
+def loaded_classifier() -> ClipClassifier | None:
+    """The sidebar's model when it is loaded, else None (the sidebar says why)."""
+    return _load_selected_model(app_settings())[0]
+
+
 def require_classifier() -> ClipClassifier:
     """The loaded model, or stop the page with a pointer to the sidebar."""
     classifier, _error = _load_selected_model(app_settings())

@@ -13,7 +13,13 @@ from dataclasses import replace as replace_fields
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import image_input, label_store, require_classifier, show_prediction
+from app_pages.common import (
+    image_input,
+    label_store,
+    loaded_classifier,
+    require_classifier,
+    show_prediction,
+)
 from core.label_store import LabelStoreError, name_key
 from core.labels import (
     DEFAULT_TEMPLATES,
@@ -31,6 +37,7 @@ from core.labels import (
     export_txt,
     parse_labels_text,
 )
+from core.model import truncation_problem
 
 NEW_SET = "➕ New set"
 SELECTED = "ls_selected"
@@ -300,18 +307,34 @@ def import_labels(selected: str, current: LabelSetDocument) -> None:
         st.rerun()
 
 
+def truncation_warning(current: LabelSetDocument) -> str | None:
+    """Labels that the loaded model cannot tell apart once their prompts are cut to its text
+    positions (checked only when a zero-shot model is loaded and the set is otherwise valid)."""
+    classifier = loaded_classifier()
+    if classifier is None or classifier.probe is not None:
+        return None
+    try:
+        label_set = current.to_label_set()
+    except LabelsError:
+        return None
+    return truncation_problem(classifier, label_set)
+
+
 def validation(selected: str, current: LabelSetDocument) -> bool:
     """Show what blocks saving; offer to merge duplicates. True when the set can be saved."""
     check = current.check()
     for error in check.errors:
         st.warning(error)
+    truncated = truncation_warning(current)
+    if truncated:
+        st.warning(truncated)
     if check.duplicates:
         st.warning(f"{duplicate_message(check.duplicates)} Merge them before saving.")
         if st.button("Merge duplicates", key="ls_merge"):
             restart_editor(selected, current.merge_duplicates())
             notice("Merged the duplicate labels.")
             st.rerun()
-    return check.ok
+    return check.ok and not truncated
 
 
 def save_and_export(selected: str, current: LabelSetDocument, can_save: bool) -> None:

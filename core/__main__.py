@@ -18,6 +18,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,8 +28,7 @@ from core.config import Settings, load_settings
 from core.csv_input import inspect_csv
 from core.download import FetchOptions, ImageFetcher
 from core.errors import UserError, short_list
-from core.images import ImageDecodeError, decode_image
-from core.jobs import JobFolder, JobSpec, default_batch_size, jobs_root
+from core.jobs import JobFolder, JobSpec, JobState, default_batch_size, jobs_root
 from core.label_store import LabelStore, resolve_label_set
 from core.labels import LabelSet
 from core.spreadsheet_safety import copy_csv_neutralised
@@ -45,31 +45,35 @@ class CliError(UserError):
 
 def _load_image(source: str, options: FetchOptions) -> Image.Image:
     """An http(s) URL is fetched; anything else must be a local image file."""
-    if source.lower().startswith(("http://", "https://")):
-        fetcher = ImageFetcher(options, pool_size=1)
-        try:
-            result = fetcher.fetch(source)
-        finally:
-            fetcher.close()
-        if not result.ok:
-            raise CliError(f"Could not load image {source}: {result.error}.")
-        return result.image
-    path = Path(source)
-    if not path.is_file():
-        raise CliError(f"Image '{source}' is neither an http(s) URL nor an existing file.")
+    fetcher = ImageFetcher(replace(options, allow_local_files=True), pool_size=1)
     try:
-        return decode_image(path.read_bytes())
-    except ImageDecodeError as exc:
-        raise CliError(f"Could not read image '{source}': {exc}.") from exc
+        result = fetcher.fetch(source)
+    finally:
+        fetcher.close()
+    if result.ok:
+        return result.image
+    if result.error == "no such file":
+        raise CliError(f"Image '{source}' is neither an http(s) URL nor an existing file.")
+    raise CliError(f"Could not load image {source}: {result.error}.")
+
+
+TABLE_LABEL_WIDTH = 48
 
 
 def _format_table(ranked: list[LabelScore]) -> str:
-    width = max(len(item.label) for item in ranked)
+    """Rank, label, percentage and bar; labels longer than TABLE_LABEL_WIDTH are cut with an
+    ellipsis so the columns stay readable (--json keeps them whole)."""
+    shown = [_ellipsis(item.label, TABLE_LABEL_WIDTH) for item in ranked]
+    width = max(len(label) for label in shown)
     lines = []
-    for rank, item in enumerate(ranked, start=1):
+    for rank, (item, label) in enumerate(zip(ranked, shown, strict=True), start=1):
         bar = "#" * round(item.score * 30)
-        lines.append(f"{rank:>3}. {item.label:<{width}}  {item.score:7.2%}  {bar}")
+        lines.append(f"{rank:>3}. {label:<{width}}  {item.score:7.2%}  {bar}")
     return "\n".join(lines)
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -83,6 +87,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise CliError("--top-k must be at least 1.")
     image = _load_image(args.image, FetchOptions.from_settings(settings))
     classifier = _load_model(model_name, settings)
+    _refuse_truncation_twins(classifier, (label_set,))
     prediction = classifier.predict_one(
         image, label_set.labels, label_set.templates, prompts=label_set.prompts or None
     )
@@ -119,6 +124,18 @@ def _load_model(name: str, settings: Settings) -> ClipClassifier:
     return classifier
 
 
+def _refuse_truncation_twins(classifier: ClipClassifier, label_sets: tuple[LabelSet, ...]) -> None:
+    """Labels the model cannot tell apart once cut to its text positions are refused."""
+    from core.model import truncation_problem
+
+    if classifier.probe is not None:  # a probe scores its own classes, not prompts
+        return
+    for label_set in label_sets:
+        problem = truncation_problem(classifier, label_set)
+        if problem:
+            raise CliError(problem)
+
+
 def _default_batch_size(settings: Settings) -> int:
     """The batch size for the device the model will run on (CLIPLAB_DEVICE)."""
     from core.model import resolve_device
@@ -152,7 +169,8 @@ def _cli_job_folder(settings: Settings, input_csv: Path, output: Path) -> JobFol
     """The job folder of this input/output pair, so that --resume finds it again."""
     key = f"{input_csv.resolve()}\n{output.resolve()}".encode()
     digest = hashlib.sha1(key).hexdigest()[:10]
-    return JobFolder(jobs_root(settings.data_dir) / f"cli-{input_csv.stem[:30]}-{digest}")
+    stem = input_csv.resolve().stem[:30] or "input"
+    return JobFolder(jobs_root(settings.data_dir) / f"cli-{stem}-{digest}")
 
 
 def _same_job(old: JobSpec, new: JobSpec, batch_size_chosen: bool) -> bool:
@@ -163,15 +181,46 @@ def _same_job(old: JobSpec, new: JobSpec, batch_size_chosen: bool) -> bool:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    """Label every row of a CSV of image URLs; resumable; progress with tqdm."""
-    from tqdm import tqdm
-
+    """Label every row of a CSV of image URLs or paths, or every image under a folder;
+    resumable; progress with tqdm."""
     settings = load_settings()
-    input_csv, output = Path(args.input), Path(args.output)
     if (args.batch_size is not None and args.batch_size < 1) or args.workers < 1 or args.top_k < 1:
         raise CliError("--batch-size, --workers and --top-k must be at least 1.")
+    source, output = Path(args.input), Path(args.output)
+    folder = _cli_job_folder(settings, source, output)
+    if source.is_dir():
+        input_csv, url_column, skipped = _folder_input(source, folder, args)
+    else:
+        input_csv, url_column, skipped = source, _url_column(source, args.url_column), 0
+    spec = JobSpec(
+        input_csv=str(input_csv.resolve()),
+        url_column=url_column,
+        label_sets=_label_sets(args.labels, args.template, settings, args.model or settings.model),
+        model=args.model or settings.model,
+        top_k=args.top_k,
+        batch_size=args.batch_size or _default_batch_size(settings),
+        workers=args.workers,
+    ).with_input_fingerprint()
+    spec = _spec_to_run(folder, spec, args)
+    classifier = _load_model(spec.model, settings)
+    _refuse_truncation_twins(classifier, spec.label_sets)
+    started = time.perf_counter()
+    state = _run_bulk_job(folder, classifier, settings, args.resume)
+    copy_csv_neutralised(folder.results_path, output)
+    seconds = time.perf_counter() - started
+    skipped_note = f"; {skipped} files that are not images skipped" if skipped else ""
+    print(
+        f"Labelled {state.rows_done} rows ({state.rows_failed} failed) in {seconds:.1f} s "
+        f"-> {output}{skipped_note}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _url_column(input_csv: Path, chosen: str | None) -> str:
+    """The CSV's column of image URLs or paths: --url-column, else detected."""
     info = inspect_csv(input_csv)
-    url_column = args.url_column or info.url_column
+    url_column = chosen or info.url_column
     if url_column is None:
         raise CliError(
             f"No column of image URLs found in '{input_csv}'; name it with --url-column "
@@ -181,54 +230,75 @@ def cmd_classify(args: argparse.Namespace) -> int:
         raise CliError(
             f"Column '{url_column}' is not in '{input_csv}' (columns: {', '.join(info.columns)})."
         )
-    label_sets = _label_sets(args.labels, args.template, settings, args.model or settings.model)
-    spec = JobSpec(
-        input_csv=str(input_csv.resolve()),
-        url_column=url_column,
-        label_sets=label_sets,
-        model=args.model or settings.model,
-        top_k=args.top_k,
-        batch_size=args.batch_size or _default_batch_size(settings),
-        workers=args.workers,
-    ).with_input_fingerprint()
-    folder = _cli_job_folder(settings, input_csv, output)
+    return url_column
+
+
+def _folder_input(
+    source: Path, folder: JobFolder, args: argparse.Namespace
+) -> tuple[Path, str, int]:
+    """A folder's images as the job's input CSV (kept in the job folder); a resume must find the
+    folder holding the same images as when the job started."""
+    from core.folder_input import PATH_COLUMN, list_images
+
+    if args.url_column:
+        raise CliError("--url-column applies to a CSV input; a folder's images need no column.")
+    listing = list_images(source)
+    manifest = listing.manifest()
+    if args.resume and folder.exists():
+        saved = folder.input_path.read_text(encoding="utf-8") if folder.input_path.is_file() else ""
+        if saved != manifest:
+            raise CliError(
+                f"The images in '{source}' have changed since the job started; run again "
+                "without --resume to start over."
+            )
+    else:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.input_path.write_text(manifest, encoding="utf-8")
+    return folder.input_path, PATH_COLUMN, listing.skipped
+
+
+def _spec_to_run(folder: JobFolder, spec: JobSpec, args: argparse.Namespace) -> JobSpec:
+    """With --resume, the saved job's spec (refused if the settings differ); else a new job."""
     if args.resume and folder.exists():
         if not _same_job(folder.spec(), spec, batch_size_chosen=args.batch_size is not None):
             raise CliError(
                 "The unfinished job for this input and output used other settings (labels, "
                 "model, column, batch size...); run again without --resume to start over."
             )
-        spec = folder.spec()
-    else:
-        folder.reset()
-        folder.write_spec(spec)
-    classifier = _load_model(spec.model, settings)
+        return folder.spec()
+    folder.reset()
+    folder.write_spec(spec)
+    return spec
+
+
+def _run_bulk_job(
+    folder: JobFolder, classifier: ClipClassifier, settings: Settings, resume: bool
+) -> JobState:
+    """Run the job folder with a tqdm bar; local image paths are allowed from the command line."""
+    from tqdm import tqdm
+
     from core.pipeline import BulkJob
 
-    options = FetchOptions.from_settings(settings, min_size=classifier.input_size)
+    spec = folder.spec()
+    options = FetchOptions.from_settings(
+        settings, min_size=classifier.input_size, allow_local_files=True
+    )
     fetcher = ImageFetcher(options, pool_size=spec.workers)
-    started = time.perf_counter()
-    with tqdm(total=info.rows, unit="img", desc="labelling", dynamic_ncols=True) as bar:
+    total = (folder.state() or JobState()).rows_total or None
+    with tqdm(total=total, unit="img", desc="labelling", dynamic_ncols=True) as bar:
 
         def show(progress: Progress) -> None:
+            bar.total = progress.total
             bar.n = progress.done
             bar.set_postfix(failed=progress.failed, refresh=False)
             bar.refresh()
 
         try:
-            state = BulkJob(folder, classifier, fetcher, on_progress=show).run(resume=args.resume)
+            return BulkJob(folder, classifier, fetcher, on_progress=show).run(resume=resume)
         except KeyboardInterrupt:
             raise CliError("Interrupted; run the same command with --resume to continue.") from None
         finally:
             fetcher.close()
-    copy_csv_neutralised(folder.results_path, output)
-    seconds = time.perf_counter() - started
-    print(
-        f"Labelled {state.rows_done} rows ({state.rows_failed} failed) in {seconds:.1f} s "
-        f"-> {output}",
-        file=sys.stderr,
-    )
-    return 0
 
 
 def _train_choice(value: str) -> tuple[str, int]:

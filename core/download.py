@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import socket
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace

@@ -175,7 +175,13 @@ class ContrastiveTrainer:
         self.best_state: dict[str, torch.Tensor] | None = None
 
     def _tokens(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        tokens = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
+        tokens = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.model.config.text_config.max_position_embeddings,
+            return_tensors="pt",
+        )
         return {k: v.to(self.device) for k, v in tokens.items()}
 
     def step(self, pixels: torch.Tensor, texts: Sequence[str]) -> float:

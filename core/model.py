@@ -26,7 +26,7 @@ from core.cpu_linear import use_onednn_linear
 from core.errors import UserError
 from core.images import to_rgb
 from core.label_embedding_cache import LabelEmbeddingCache, label_embedding_key, text_tower_digest
-from core.labels import DEFAULT_TEMPLATES
+from core.labels import DEFAULT_TEMPLATES, LabelSet
 from core.probe import ProbeHead
 from core.trained_models import load_probe
 
@@ -220,6 +220,7 @@ class ClipClassifier:
         if device.type == "cpu":
             use_onednn_linear(self.model)
         self.processor = processor
+        self.max_text_tokens = int(model.config.text_config.max_position_embeddings)
         self.text_encoder_calls = 0
         self._fast_transform = _standard_clip_transform(processor.image_processor)
         self._label_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
@@ -299,16 +300,39 @@ class ClipClassifier:
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
         rows = []
         for start in range(0, len(texts), _TEXT_BATCH):
-            tokens = self.processor.tokenizer(
-                texts[start : start + _TEXT_BATCH],
-                padding=True,
-                truncation=True,
-                return_tensors="pt",
-            ).to(self.device)
+            tokens = self.tokenize(texts[start : start + _TEXT_BATCH], tensors=True).to(self.device)
             features = self.model.get_text_features(**tokens).pooler_output
             rows.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu())
             self.text_encoder_calls += 1
         return torch.cat(rows)
+
+    def tokenize(self, texts: Sequence[str], tensors: bool = False) -> Any:
+        """Token ids cut to the text tower's own positions (`max_position_embeddings`), whatever
+        the tokenizer's saved config says: some checkpoints' tokenizers carry no
+        model_max_length, and a longer prompt would crash the text tower."""
+        return self.processor.tokenizer(
+            list(texts),
+            padding=tensors,
+            truncation=True,
+            max_length=self.max_text_tokens,
+            return_tensors="pt" if tensors else None,
+        )
+
+    def truncation_twins(
+        self,
+        labels: Sequence[str],
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        prompts: Sequence[str] | None = None,
+    ) -> list[tuple[str, ...]]:
+        """Groups of labels that the model cannot tell apart because their prompts are the same
+        once cut to the text tower's positions (long labels sharing their first ~77 tokens)."""
+        texts = label_texts(labels, prompts)
+        ids = self.tokenize(self._prompts(texts, templates))["input_ids"]
+        per_label: dict[tuple, list[str]] = {}
+        for index, label in enumerate(labels):
+            key = tuple(tuple(ids[t * len(labels) + index]) for t in range(len(templates)))
+            per_label.setdefault(key, []).append(label)
+        return [tuple(group) for group in per_label.values() if len(group) > 1]
 
     def clear_label_cache(self) -> None:
         """Forget all cached label embeddings (they are recomputed on next use)."""
@@ -372,7 +396,7 @@ class ClipClassifier:
             return None
         if self._text_digest is None:
             self._text_digest = text_tower_digest(self.model)
-        token_ids = self.processor.tokenizer(prompts, truncation=True)["input_ids"]
+        token_ids = self.tokenize(prompts)["input_ids"]
         precision = f"{self.device.type}|{self.dtype}"
         return label_embedding_key(self._text_digest, precision, token_ids, templates)
 
@@ -494,6 +518,26 @@ def _standard_clip_transform(image_processor: Any) -> _StandardClipTransform | N
         list(get("image_mean")),
         list(get("image_std")),
     )
+
+
+def truncation_problem(classifier: ClipClassifier, label_set: LabelSet) -> str | None:
+    """One sentence about labels of `label_set` that truncation makes identical for this model,
+    or None when the model can tell all of them apart."""
+    twins = classifier.truncation_twins(
+        label_set.labels, label_set.templates, label_set.prompts or None
+    )
+    if not twins:
+        return None
+    shown = "; ".join(f"{len(group)} labels beginning '{_clip_text(group[0])}'" for group in twins)
+    return (
+        f"Label set '{label_set.name}': some labels are identical in their first "
+        f"{classifier.max_text_tokens} tokens, all the model reads, so it cannot tell them apart "
+        f"({_clip_text(shown, 200)}); shorten or reword them so they differ near the start."
+    )
+
+
+def _clip_text(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def rank_labels(labels: Sequence[str], scores: Sequence[float]) -> list[LabelScore]:

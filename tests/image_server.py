@@ -6,8 +6,8 @@ import gzip
 import threading
 import time
 import zlib
-from functools import cache
 from collections import Counter
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.images import image_bytes

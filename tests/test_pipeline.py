@@ -54,13 +54,17 @@ def make_job(tmp_path, input_csv, name="job", label_sets=(CATEGORIES,), batch_si
     return folder
 
 
-@pytest.fixture
-def fetcher():
-    f = ImageFetcher(
+def make_fetcher() -> ImageFetcher:
+    return ImageFetcher(
         FetchOptions(
             read_timeout=0.5, retries=1, backoff_factor=0.01, allow_private_urls=True, min_size=32
         )
     )
+
+
+@pytest.fixture
+def fetcher():
+    f = make_fetcher()
     yield f
     f.close()
 

@@ -5,13 +5,14 @@ import socket
 from unittest import mock
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import download
 from core.download import FetchOptions, ImageFetcher
 from core.pipeline import BulkJob
-from tests.test_pipeline import fetcher, make_job, read_results  # noqa: F401 - fixture
+from tests.test_pipeline import make_fetcher, make_job, read_results
 
 MALFORMED = [
     "http://[abc/x.png",  # a bracketed host that is not an IPv6 address
@@ -24,6 +25,13 @@ MALFORMED = [
     "http://" + "a" * 10_000 + ".com/x.png",
     "%%%",
 ]
+
+
+@pytest.fixture
+def fetcher():
+    f = make_fetcher()
+    yield f
+    f.close()
 
 
 def write_csv(path, urls):
@@ -111,10 +119,10 @@ def test_any_text_in_the_url_column_gives_every_row_once_in_order(
     tmp_path_factory, classifier, urls
 ):
     tmp_path = tmp_path_factory.mktemp("prop")
-    fetcher = ImageFetcher(FetchOptions(retries=0, total_timeout=2.0))  # private URLs refused
+    closed = ImageFetcher(FetchOptions(retries=0, total_timeout=2.0))  # private URLs refused
     with mock.patch.object(download, "_resolve", _no_dns):
-        _folder, state, out = run_job(tmp_path, urls, classifier, fetcher)
-    fetcher.close()
+        _folder, state, out = run_job(tmp_path, urls, classifier, closed)
+    closed.close()
     assert state.status == "finished"
     assert out["sku"].tolist() == [f"{i:04d}" for i in range(len(urls))]
     assert (out["error"] != "").all()  # nothing can be fetched here
@@ -122,10 +130,10 @@ def test_any_text_in_the_url_column_gives_every_row_once_in_order(
 
 
 def test_hypothesis_found_cases_stay_fixed(tmp_path, classifier):
-    fetcher = ImageFetcher(FetchOptions(retries=0, total_timeout=2.0))
+    closed = ImageFetcher(FetchOptions(retries=0, total_timeout=2.0))
     urls = ["\x00", "\r", "\n\n", '"', ",", "http://[", "https://]:", "\x85", "\u2028", " "]
     with mock.patch.object(download, "_resolve", _no_dns):
-        _folder, state, out = run_job(tmp_path, urls, classifier, fetcher)
-    fetcher.close()
+        _folder, state, out = run_job(tmp_path, urls, classifier, closed)
+    closed.close()
     assert state.status == "finished"
     assert pd.Series(out["sku"]).tolist() == [f"{i:04d}" for i in range(len(urls))]
