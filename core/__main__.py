@@ -18,7 +18,6 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,8 +25,8 @@ from PIL import Image
 
 from core.config import Settings, load_settings
 from core.csv_input import inspect_csv
-from core.download import FetchOptions, ImageFetcher
 from core.errors import UserError, short_list
+from core.images import MAX_IMAGE_BYTES, ImageDecodeError, is_http_url, read_image_file
 from core.jobs import JobFolder, JobSpec, JobState, default_batch_size, jobs_root
 from core.label_store import LabelStore, resolve_label_set
 from core.labels import LabelSet
@@ -43,18 +42,28 @@ class CliError(UserError):
     """A problem with the user's input; printed as one sentence."""
 
 
-def _load_image(source: str, options: FetchOptions) -> Image.Image:
-    """An http(s) URL is fetched; anything else must be a local image file."""
-    fetcher = ImageFetcher(replace(options, allow_local_files=True), pool_size=1)
+def _load_image(source: str, settings: Settings) -> Image.Image:
+    """An http(s) URL is fetched; anything else must be a local image file (read without
+    importing the HTTP stack, which a local file does not need)."""
+    if not is_http_url(source):
+        try:
+            return read_image_file(source, MAX_IMAGE_BYTES)
+        except ImageDecodeError as exc:
+            if str(exc) == "no such file":
+                raise CliError(
+                    f"Image '{source}' is neither an http(s) URL nor an existing file."
+                ) from None
+            raise CliError(f"Could not read image '{source}': {exc}.") from None
+    from core.download import FetchOptions, ImageFetcher
+
+    fetcher = ImageFetcher(FetchOptions.from_settings(settings), pool_size=1)
     try:
         result = fetcher.fetch(source)
     finally:
         fetcher.close()
-    if result.ok:
-        return result.image
-    if result.error == "no such file":
-        raise CliError(f"Image '{source}' is neither an http(s) URL nor an existing file.")
-    raise CliError(f"Could not load image {source}: {result.error}.")
+    if not result.ok:
+        raise CliError(f"Could not load image {source}: {result.error}.")
+    return result.image
 
 
 TABLE_LABEL_WIDTH = 48
@@ -85,7 +94,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     label_set = _label_sets(args.labels, args.template, settings, model_name)[0]
     if args.top_k < 1:
         raise CliError("--top-k must be at least 1.")
-    image = _load_image(args.image, FetchOptions.from_settings(settings))
+    image = _load_image(args.image, settings)
     classifier = _load_model(model_name, settings)
     _refuse_truncation_twins(classifier, (label_set,))
     prediction = classifier.predict_one(
@@ -277,6 +286,7 @@ def _run_bulk_job(
     """Run the job folder with a tqdm bar; local image paths are allowed from the command line."""
     from tqdm import tqdm
 
+    from core.download import FetchOptions, ImageFetcher
     from core.pipeline import BulkJob
 
     spec = folder.spec()

@@ -16,10 +16,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from core.errors import UserError
+
+if TYPE_CHECKING:  # pandas (with pyarrow: 0.17 s) is imported where it is used
+    import pandas as pd
 
 URL_COLUMN_NAMES = ("product_main_image_url", "image_url", "imageurl", "image", "url", "img_url")
 _URL_PATTERN = re.compile(r"^\s*https?://\S+\s*$", re.IGNORECASE)
@@ -90,6 +92,8 @@ class CsvInfo:
 
 
 def _read_head(path: Path, rows: int, fmt: CsvFormat | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     fmt = fmt or detect_format(path)
     return pd.read_csv(
         path,
@@ -146,6 +150,8 @@ def inspect_csv(path: str | Path, described_as: str | None = None) -> CsvInfo:
 
     Messages name the file as `described_as` (e.g. "The uploaded CSV"), else by its path.
     """
+    import pandas as pd
+
     path = Path(path)
     what = described_as or f"Input file '{path}'"
     if not path.is_file():
@@ -170,6 +176,8 @@ def inspect_csv(path: str | Path, described_as: str | None = None) -> CsvInfo:
 def iter_rows(path: str | Path, skip: int = 0, chunk_rows: int = 1000) -> Iterator[dict[str, str]]:
     """Yield the rows as {column: text} in input order, after skipping the first `skip`;
     at most `chunk_rows` rows are held in memory at once."""
+    import pandas as pd
+
     fmt = detect_format(path)
     reader = pd.read_csv(
         path,

@@ -30,7 +30,13 @@ from urllib3.util.retry import Retry
 from core.config import DEFAULT_IMAGE_CACHE_MB, Settings
 from core.deadline import Watchdog, current_deadline, deadline_scope
 from core.image_cache import ImageCache
-from core.images import ImageDecodeError, decode_image
+from core.images import (
+    MAX_IMAGE_BYTES,
+    ImageDecodeError,
+    decode_image,
+    is_http_url,
+    read_image_file,
+)
 
 MB = 1024 * 1024
 MAX_URL_CHARS = 8192
@@ -45,7 +51,7 @@ class FetchOptions:
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
     total_timeout: float = 10.0  # one image, from connecting to the last byte, retries included
-    max_bytes: int = 20 * MB
+    max_bytes: int = MAX_IMAGE_BYTES
     retries: int = 3
     backoff_factor: float = 0.5
     max_redirects: int = 5
@@ -215,11 +221,6 @@ def _shown(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def is_http_url(source: str) -> bool:
-    """Whether `source` is meant as a web address (rather than a local file path)."""
-    return source.strip().lower().startswith(("http://", "https://"))
-
-
 def _check_url(url: str, allow_private: bool) -> None:
     """Refuse, with a short reason, anything that is not a well-formed public http(s) URL."""
     if len(url) > MAX_URL_CHARS:
@@ -307,20 +308,11 @@ class ImageFetcher:
 
     def _read_local(self, source: str) -> FetchResult:
         """A local image file (command line only), within the same size limit as downloads."""
-        path = Path(source).expanduser()
         try:
-            if not path.is_file():
-                return FetchResult(source, error="no such file")
-            with path.open("rb") as handle:
-                data = handle.read(self.options.max_bytes + 1)
-        except (OSError, ValueError) as exc:
-            return FetchResult(source, error=f"could not read the file ({type(exc).__name__})")
-        if len(data) > self.options.max_bytes:
-            return FetchResult(source, error=f"larger than {_size_text(self.options.max_bytes)}")
-        try:
-            return FetchResult(source, image=self._decode(data, ""))
-        except FetchError as exc:
+            image = read_image_file(source, self.options.max_bytes, self.options.min_size)
+        except ImageDecodeError as exc:
             return FetchResult(source, error=str(exc))
+        return FetchResult(source, image=image)
 
     def _download_within_deadline(self, url: str) -> tuple[bytes, str]:
         """_download under one deadline for everything from connecting to the last byte."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -17,6 +18,7 @@ _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _WHITE = (255, 255, 255, 255)
 MAX_PIXELS = 40_000_000  # 40 MP: 160 MB as RGBA, decoded by several threads at once
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # an image file or download, after any decompression
 
 
 class ImageDecodeError(ValueError):
@@ -91,6 +93,29 @@ def decode_image(data: bytes, min_size: int | None = None) -> Image.Image:
         raise ImageDecodeError("image too large to decode") from exc
     except Exception as exc:  # malformed data can trip any decoder path
         raise ImageDecodeError("damaged or truncated image data") from exc
+
+
+def is_http_url(source: str) -> bool:
+    """Whether an image source is meant as a web address (rather than a local file path)."""
+    return source.strip().lower().startswith(("http://", "https://"))
+
+
+def read_image_file(path: str | Path, max_bytes: int, min_size: int | None = None) -> Image.Image:
+    """A local image file decoded as decode_image does, reading at most `max_bytes`; else
+    ImageDecodeError with a short reason ("no such file", "larger than 20 MB", "not an image")."""
+    path = Path(path).expanduser()
+    data = None
+    try:
+        if path.is_file():
+            with path.open("rb") as handle:
+                data = handle.read(max_bytes + 1)
+    except (OSError, ValueError) as exc:
+        raise ImageDecodeError(f"could not read the file ({type(exc).__name__})") from exc
+    if data is None:
+        raise ImageDecodeError("no such file")
+    if len(data) > max_bytes:
+        raise ImageDecodeError(f"larger than {max_bytes / (1024 * 1024):g} MB")
+    return decode_image(data, min_size=min_size)
 
 
 def _draft(img: Image.Image, min_size: int | None) -> None:

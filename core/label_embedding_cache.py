@@ -11,12 +11,18 @@ same name has other weights and so never reads an older model's entries. Entries
 (1,000 labels x 512 floats = 2 MB), written atomically, and the least recently used are removed
 beyond a fixed count. A damaged or unreadable entry is ignored and encoded again: the cache can
 only save time, never change a result.
+
+Hashing the text tower's weights takes about 0.2 s for ViT-B/32, more than encoding a small
+label set, and a command-line run would pay it in every process. So the digest itself is kept
+too (`digests/`), found by the weight files' identity (path, size, modification time, inode):
+a checkpoint is hashed once, and a file written anew (a retrained model) is hashed again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,6 +31,8 @@ from core.storage import atomic_write_bytes
 
 _SUFFIX = ".safetensors"
 _TENSOR = "embeddings"
+_DIGESTS = "digests"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 DEFAULT_MAX_ENTRIES = 200
 
 
@@ -75,6 +83,26 @@ class LabelEmbeddingCache:
         except OSError:
             return
 
+    def tower_digest(self, weights_identity: str | None, compute: Callable[[], str]) -> str:
+        """The text-tower digest of the weights with this identity (see weights_identity):
+        read from the folder when it was computed before, else computed and kept."""
+        if weights_identity is None:
+            return compute()
+        name = hashlib.sha256(weights_identity.encode()).hexdigest()
+        path = self.folder / _DIGESTS / f"{name}.txt"
+        try:
+            known = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeError):
+            known = ""
+        if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
+            return known
+        digest = compute()
+        try:
+            atomic_write_bytes(path, digest.encode("ascii"))
+        except OSError:
+            pass
+        return digest
+
     def clear(self) -> None:
         """Remove every entry."""
         for path in self._entries():
@@ -122,6 +150,23 @@ def text_tower_digest(model: torch.nn.Module) -> str:
             digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
             digest.update(flat.view(torch.uint8).numpy())
     return digest.hexdigest()
+
+
+def weights_identity(folder: str | Path | None, precision: str) -> str | None:
+    """What identifies a checkpoint folder's weights without reading them: each weight file's
+    resolved path, size, modification time and inode, and the precision it runs in; None when
+    the folder is unknown or holds no weight file (the digest is then computed each time)."""
+    if folder is None:
+        return None
+    try:
+        files = sorted(p for p in Path(folder).iterdir() if p.name.endswith(_WEIGHT_SUFFIXES))
+        stats = [(p.resolve(), p.stat()) for p in files]
+    except OSError:
+        return None
+    if not stats:
+        return None
+    lines = [f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}" for path, st in stats]
+    return "\n".join([precision, *lines])
 
 
 def label_embedding_key(

@@ -149,7 +149,7 @@ def test_a_second_classify_job_reads_the_label_embeddings_from_disk(
 ):
     outputs = [tmp_path / f"run{i}.csv" for i in range(3)]
     assert run_classify(bulk_csv, outputs[0], "--labels", str(labels_file)).returncode == 0
-    [entry] = (app_env / "cache" / "label_embeddings").iterdir()
+    [entry] = (app_env / "cache" / "label_embeddings").glob("*.safetensors")
     assert run_classify(bulk_csv, outputs[1], "--labels", str(labels_file)).returncode == 0
     assert outputs[1].read_bytes() == outputs[0].read_bytes()
     cache = LabelEmbeddingCache(entry.parent)  # every label made to look like the first one:

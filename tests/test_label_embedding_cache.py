@@ -132,3 +132,24 @@ def test_clear_removes_every_entry(tiny_model_dir, cache_dir):
     load(tiny_model_dir, cache_dir).encode_labels(LABELS)
     LabelEmbeddingCache(cache_dir).clear()
     assert entries(cache_dir) == []
+
+
+def test_the_text_tower_is_hashed_once_per_checkpoint_not_per_process(
+    tmp_path, cache_dir, monkeypatch
+):
+    import core.model
+
+    calls = []
+    real = core.model.text_tower_digest
+    monkeypatch.setattr(core.model, "text_tower_digest", lambda m: calls.append(1) or real(m))
+    folder = build_tiny_clip(tmp_path / "model")
+    first = load(folder, cache_dir).encode_labels(LABELS)
+    assert len(calls) == 1
+    second = load(folder, cache_dir)  # a new process: the digest is read, not computed
+    assert torch.equal(second.encode_labels(LABELS), first)
+    assert len(calls) == 1 and second.text_encoder_calls == 0
+    build_tiny_clip(folder, seed=1)  # retrained in place: new weight files, hashed again
+    retrained = load(folder, cache_dir)
+    assert not retrained.has_label_embeddings(LABELS)
+    assert len(calls) == 2
+    assert not torch.allclose(retrained.encode_labels(LABELS), first, atol=1e-3)
