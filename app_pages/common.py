@@ -48,18 +48,23 @@ _FAILURES_KEY = "model_failures"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
 SOURCE_URL, SOURCE_UPLOAD = "Paste a URL", "Upload a file"
 FROM_SAVED = "A saved label set"
+PRECISION_NAMES = {
+    torch.float32: "full",
+    torch.float16: "half",
+    torch.bfloat16: "bfloat16",
+}
 
 
 @st.cache_resource(show_spinner="Loading the CLIP model (the first time may download it)…")
 def _shared_classifier(
-    name: str, source: str, device: str, saved: str, label_cache_dir: str
+    name: str, source: str, device: str, saved: str, label_cache_dir: str, precision: str = "auto"
 ) -> ClipClassifier:
     """One loaded copy of each model per process, shared by every browser session. `source` is
     where it loads from (a trained model's folder for its name); `saved` tells a retrained
     model of the same name from the one cached; label embeddings are kept in `label_cache_dir`
     across restarts."""
     quiet_library_logging()
-    classifier = load_classifier(source, device, label_cache_dir)
+    classifier = load_classifier(source, device, label_cache_dir, precision)
     classifier.name = name
     return classifier
 
@@ -152,7 +157,14 @@ def _load_selected_model(settings: Settings) -> tuple[ClipClassifier | None, str
     saved = str((read_metadata(source) or {}).get("saved", "")) if source != name else ""
     try:
         return (
-            _shared_classifier(name, source, settings.device, saved, str(settings.label_cache_dir)),
+            _shared_classifier(
+                name,
+                source,
+                settings.device,
+                saved,
+                str(settings.label_cache_dir),
+                settings.precision,
+            ),
             None,
         )
     except ModelLoadError as exc:
@@ -195,7 +207,7 @@ def sidebar_model_picker() -> None:
             )
         classifier, error = _load_selected_model(settings)
         if classifier is not None:
-            precision = "half" if classifier.dtype == torch.float16 else "full"
+            precision = PRECISION_NAMES.get(classifier.dtype, str(classifier.dtype))
             st.caption(
                 f"Loaded **{classifier.name}** on **{classifier.device.type}** "
                 f"({precision} precision)."

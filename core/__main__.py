@@ -127,7 +127,10 @@ def _load_model(name: str, settings: Settings) -> ClipClassifier:
 
     quiet_library_logging()
     classifier = load_classifier(
-        resolve_model(name, settings.data_dir), settings.device, settings.label_cache_dir
+        resolve_model(name, settings.data_dir),
+        settings.device,
+        settings.label_cache_dir,
+        settings.precision,
     )
     classifier.name = name
     return classifier

@@ -15,6 +15,7 @@ from core.errors import UserError
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_IMAGE_CACHE_MB = 2048
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -33,6 +34,7 @@ class Settings:
     data_dir: Path = Path("data")
     allow_private_urls: bool = False
     image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB
+    precision: str = "auto"  # auto: fp16 on CUDA, fp32 elsewhere; bf16 pays off on AMX CPUs
 
     @property
     def image_cache_dir(self) -> Path:
@@ -74,6 +76,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             f"CLIPLAB_DEVICE must be one of {', '.join(DEVICE_CHOICES)}, not {device!r}."
         )
+    precision = env.get("CLIPLAB_PRECISION", "auto").strip().lower() or "auto"
+    if precision not in PRECISION_CHOICES:
+        raise SettingsError(
+            f"CLIPLAB_PRECISION must be one of {', '.join(PRECISION_CHOICES)}, not {precision!r}."
+        )
     return Settings(
         model=env.get("CLIPLAB_MODEL", "").strip() or DEFAULT_MODEL,
         device=device,
@@ -84,4 +91,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         image_cache_mb=_parse_megabytes(
             "CLIPLAB_IMAGE_CACHE_MB", env.get("CLIPLAB_IMAGE_CACHE_MB", ""), DEFAULT_IMAGE_CACHE_MB
         ),
+        precision=precision,
     )

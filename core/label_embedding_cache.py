@@ -13,16 +13,17 @@ beyond a fixed count. A damaged or unreadable entry is ignored and encoded again
 only save time, never change a result.
 
 Hashing the text tower's weights takes about 0.2 s for ViT-B/32, more than encoding a small
-label set, and a command-line run would pay it in every process. So the digest itself is kept
-too (`digests/`), found by the weight files' identity (path, size, modification time, inode):
-a checkpoint is hashed once, and a file written anew (a retrained model) is hashed again.
+label set, and a command-line run would pay it in every process. A model loaded from a folder
+(a local checkpoint, a trained model, the hub cache's snapshot) is therefore identified by its
+weight files instead: their resolved paths, sizes, modification times and inodes, which any
+rewrite of the weights changes (the hub cache's files are even named by their content). Only a
+model with no known folder has its text tower hashed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,7 +32,6 @@ from core.storage import atomic_write_bytes
 
 _SUFFIX = ".safetensors"
 _TENSOR = "embeddings"
-_DIGESTS = "digests"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 DEFAULT_MAX_ENTRIES = 200
 
@@ -83,26 +83,6 @@ class LabelEmbeddingCache:
         except OSError:
             return
 
-    def tower_digest(self, weights_identity: str | None, compute: Callable[[], str]) -> str:
-        """The text-tower digest of the weights with this identity (see weights_identity):
-        read from the folder when it was computed before, else computed and kept."""
-        if weights_identity is None:
-            return compute()
-        name = hashlib.sha256(weights_identity.encode()).hexdigest()
-        path = self.folder / _DIGESTS / f"{name}.txt"
-        try:
-            known = path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeError):
-            known = ""
-        if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
-            return known
-        digest = compute()
-        try:
-            atomic_write_bytes(path, digest.encode("ascii"))
-        except OSError:
-            pass
-        return digest
-
     def clear(self) -> None:
         """Remove every entry."""
         for path in self._entries():
@@ -152,10 +132,10 @@ def text_tower_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def weights_identity(folder: str | Path | None, precision: str) -> str | None:
-    """What identifies a checkpoint folder's weights without reading them: each weight file's
-    resolved path, size, modification time and inode, and the precision it runs in; None when
-    the folder is unknown or holds no weight file (the digest is then computed each time)."""
+def weights_digest(folder: str | Path | None) -> str | None:
+    """A digest identifying a checkpoint folder's weights without reading them: each weight
+    file's resolved path, size, modification time and inode; None when the folder is unknown or
+    holds no weight file (text_tower_digest must then hash the weights themselves)."""
     if folder is None:
         return None
     try:
@@ -165,8 +145,10 @@ def weights_identity(folder: str | Path | None, precision: str) -> str | None:
         return None
     if not stats:
         return None
-    lines = [f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}" for path, st in stats]
-    return "\n".join([precision, *lines])
+    digest = hashlib.sha256(b"clip-weight-files")
+    for path, st in stats:
+        digest.update(f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}\n".encode())
+    return digest.hexdigest()
 
 
 def label_embedding_key(

@@ -56,7 +56,7 @@ def app_classifier(app_env: Path, tiny_model_dir: Path) -> Callable[[], ClipClas
 
     def shared() -> ClipClassifier:
         model, cache = str(tiny_model_dir), str(load_settings().label_cache_dir)
-        return common._shared_classifier(model, model, "cpu", "", cache)
+        return common._shared_classifier(model, model, "cpu", "", cache, "auto")
 
     return shared
 
