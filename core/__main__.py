@@ -95,7 +95,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CliError("--top-k must be at least 1.")
     image = _load_image(args.image, settings)
-    classifier = _load_model(model_name, settings)
+    classifier = _load_model(model_name, settings, preload=False)  # one forward pass reads them
     _refuse_truncation_twins(classifier, (label_set,))
     prediction = classifier.predict_one(
         image, label_set.labels, label_set.templates, prompts=label_set.prompts or None
@@ -120,9 +120,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(name: str, settings: Settings) -> ClipClassifier:
+def _load_model(name: str, settings: Settings, preload: bool = True) -> ClipClassifier:
     """Import torch and transformers only now, so that input errors are reported at once.
-    `name` may be a trained model's name (CLIPLAB_DATA_DIR/models/NAME)."""
+    `name` may be a trained model's name (CLIPLAB_DATA_DIR/models/NAME); `preload`: as for
+    load_classifier."""
     from core.model import load_classifier, quiet_library_logging
 
     quiet_library_logging()
@@ -131,6 +132,7 @@ def _load_model(name: str, settings: Settings) -> ClipClassifier:
         settings.device,
         settings.label_cache_dir,
         settings.precision,
+        preload=preload,
     )
     classifier.name = name
     return classifier

@@ -160,10 +160,12 @@ def load_classifier(
     device: str = "auto",
     label_cache_dir: str | Path | None = None,
     precision: str = "auto",
+    preload: bool = True,
 ) -> ClipClassifier:
     """Load the CLIP checkpoint `name` (hub id or local folder) onto `device`, to run in
     `precision` (auto|fp32|bf16|fp16); with `label_cache_dir`, label embeddings are kept there
-    across processes.
+    across processes. `preload` reads every weight now (see _read_all_weights); a one-shot
+    command that runs the model once anyway skips it.
 
     Raises ModelLoadError with one clear sentence when it cannot be had; never falls back to
     another model, because a silently different model would give silently different labels.
@@ -182,7 +184,8 @@ def load_classifier(
     try:
         model = _from_pretrained(CLIPModel, source)
         processor = _from_pretrained(CLIPProcessor, source)
-        _read_all_weights(model)
+        if preload:
+            _read_all_weights(model)
     except Exception as exc:  # any failure here means this checkpoint is unusable as saved
         raise ModelLoadError(
             f"Model '{name}' has a CLIP config but its weights or tokenizer/processor files "
