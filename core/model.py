@@ -143,16 +143,16 @@ def _missing_model_message(name: str) -> str:
     )
 
 
-def _from_pretrained(loader: Any, name: str) -> Any:
+def _from_pretrained(loader: Any, name: str, **kwargs: Any) -> Any:
     """Load from the local Hugging Face cache if it is there, else from the hub.
 
     transformers asks the hub first and falls back to the cache only after several retries, so
     an offline user with a downloaded model would wait half a minute on every start.
     """
     try:
-        return loader.from_pretrained(name, local_files_only=True)
+        return loader.from_pretrained(name, local_files_only=True, **kwargs)
     except OSError:
-        return loader.from_pretrained(name)
+        return loader.from_pretrained(name, **kwargs)
 
 
 def load_classifier(
@@ -182,7 +182,7 @@ def load_classifier(
         )
     torch_device = resolve_device(device)
     try:
-        model = _from_pretrained(CLIPModel, source)
+        model = _from_pretrained(CLIPModel, source, config=config)  # the config read once
         processor = _from_pretrained(CLIPProcessor, source)
         if preload:
             _read_all_weights(model)
