@@ -32,6 +32,7 @@ SPEC_FILE, STATE_FILE, RESULTS_FILE, INPUT_FILE, LOG_FILE = (
     "job.log",
 )
 
+_LOG_LOCK = threading.Lock()  # one for all jobs: logging is rare, and folders stay picklable
 CPU_BATCH_SIZE = 16
 ACCELERATOR_BATCH_SIZE = 32
 
@@ -102,7 +103,6 @@ class JobFolder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._log_lock = threading.Lock()
 
     @property
     def id(self) -> str:
@@ -128,7 +128,7 @@ class JobFolder:
         """Append `exc`'s traceback to the job's log (threads may call this at once)."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         text = "".join(traceback.format_exception(exc))
-        with self._log_lock, open(self.log_path, "a", encoding="utf-8") as handle:
+        with _LOG_LOCK, open(self.log_path, "a", encoding="utf-8") as handle:
             handle.write(f"{stamp} {context}\n{text}\n")
 
     def exists(self) -> bool:
