@@ -28,15 +28,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_streamlit(env: dict[str, str], timeout: float = 60) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on 127.0.0.1 and a free port; returns the process and its URL
-    once the port accepts connections."""
+def start_streamlit(
+    env: dict[str, str], timeout: float = 60, cwd: Path = ROOT, python: str = sys.executable
+) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` in `cwd`, run by `python`, on 127.0.0.1 and a free port; returns
+    the process and its URL once the port accepts connections."""
     port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1"]
+    command = [python, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1"]
     command += ["--server.port", str(port), "--server.headless", "true"]
     command += ["--browser.gatherUsageStats", "false"]
     app = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + timeout
     while True:
