@@ -24,8 +24,13 @@ from core.finetune_job import (
 from core.jobs import JobFolder, list_jobs
 from core.metrics import Evaluation
 from core.review import REVIEW_FILE, corrected_results
-from core.trained_models import ModelNameError, check_model_name, model_folder
-from core.training_data import MIN_IMAGES_PER_CLASS, LabelledData, read_labelled_csv
+from core.trained_models import ModelNameError, check_model_name, model_folder, training_start
+from core.training_data import (
+    MIN_IMAGES_PER_CLASS,
+    LabelledData,
+    guess_label_column,
+    read_labelled_csv,
+)
 
 JOB_KEY = "ft_job"
 UPLOAD_KEY = "ft_upload_id"
@@ -38,7 +43,6 @@ TRAIN_CHOICES = {
     "Last N blocks": "last-N",
     "Everything": "all",
 }
-LABEL_GUESSES = ("label", "category", "class", "predicted_category")
 
 
 def choose_data() -> str | None:
@@ -100,7 +104,9 @@ def column_choices(path: str) -> tuple[str, str, str | None] | None:
         return None
     columns = info.columns
     image_default = columns.index(info.url_column) if info.url_column in columns else 0
-    label_default = next((columns.index(c) for c in LABEL_GUESSES if c in columns), 0)
+    label_guess = guess_label_column(path, columns[image_default])
+    others = [i for i in range(len(columns)) if i != image_default] or [0]
+    label_default = columns.index(label_guess) if label_guess else others[0]
     left, middle, right = st.columns(3)
     image = left.selectbox("Image URL column", columns, index=image_default, key="ft_image_col")
     label = middle.selectbox("Label column", columns, index=label_default, key="ft_label_col")
@@ -188,6 +194,9 @@ def training_settings(
         return None
     if name.strip() and model_folder(app_settings().data_dir, spec.name).exists():
         st.warning(f"A model named '{spec.name}' exists; starting will replace it.")
+    _source, why = training_start(spec.base_model, app_settings().data_dir)
+    if why:
+        st.info(f"Base model: {why}")
     if spec.method == "contrastive" and classifier.device.type == "cpu":
         layers = len(classifier.model.vision_model.encoder.layers)
         seconds = estimate_training_seconds(

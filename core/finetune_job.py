@@ -45,7 +45,12 @@ from core.images import ImageDecodeError, decode_image
 from core.metrics import Evaluation, evaluate
 from core.model import ClipClassifier, load_classifier, render_prompt
 from core.storage import atomic_write_json, read_json
-from core.trained_models import check_model_name, model_folder, save_trained_model
+from core.trained_models import (
+    check_model_name,
+    model_folder,
+    save_trained_model,
+    training_start,
+)
 from core.training_data import LabelledData, read_labelled_csv, stratified_split
 
 SPEC_FILE, STATE_FILE, PROGRESS_FILE, RESULT_FILE, CANCEL_FILE = (
@@ -303,7 +308,8 @@ class _Run:
         data = read_labelled_csv(
             spec.data_csv, spec.image_column, spec.label_column, spec.caption_column
         )
-        base = load_classifier(spec.base_model, self.settings.device)
+        source, _why = training_start(spec.base_model, self.settings.data_dir)
+        base = load_classifier(source, self.settings.device, with_probe=False)
         kept, crops = self.load_images(base, data)
         if len(kept) < 4:
             raise TrainingError(f"Only {len(kept)} of {len(data.items)} images could be loaded.")

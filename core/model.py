@@ -161,11 +161,13 @@ def load_classifier(
     label_cache_dir: str | Path | None = None,
     precision: str = "auto",
     preload: bool = True,
+    with_probe: bool = True,
 ) -> ClipClassifier:
     """Load the CLIP checkpoint `name` (hub id or local folder) onto `device`, to run in
     `precision` (auto|fp32|bf16|fp16); with `label_cache_dir`, label embeddings are kept there
     across processes. `preload` reads every weight now (see _read_all_weights); a one-shot
-    command that runs the model once anyway skips it.
+    command that runs the model once anyway skips it. `with_probe=False` loads a trained
+    linear-probe model as the plain CLIP model under its head (to train from it).
 
     Raises ModelLoadError with one clear sentence when it cannot be had; never falls back to
     another model, because a silently different model would give silently different labels.
@@ -192,7 +194,7 @@ def load_classifier(
             f"could not be loaded ({type(exc).__name__}); re-download it or save it again with "
             "save_pretrained."
         ) from exc
-    probe = _saved_probe(source)
+    probe = _saved_probe(source) if with_probe else None
     disk_cache = LabelEmbeddingCache(label_cache_dir) if label_cache_dir is not None else None
     classifier = ClipClassifier(
         model,

@@ -79,6 +79,24 @@ def resolve_model(name: str, data_dir: str | Path) -> str:
     return str(folder) if (folder / METADATA_FILE).is_file() else name
 
 
+def training_start(name: str, data_dir: str | Path) -> tuple[str, str]:
+    """Where training from the model `name` starts, and why, in a sentence for the person
+    choosing it ("" for a hub id or a plain folder). A trained model trains from its own
+    folder: a linear probe's CLIP weights are its base model's, used without the probe head; a
+    fine-tuned model's training continues from its weights."""
+    source = resolve_model(name, data_dir)
+    metadata = read_metadata(source) if source != name else None
+    if metadata is None:
+        return source, ""
+    base = metadata.get("base_model") or "its base model"
+    if metadata.get("method") == "probe":
+        return source, (
+            f"'{name}' is a linear probe on {base}: training starts from that CLIP model "
+            "(saved with the probe), without the probe's own classes."
+        )
+    return source, f"'{name}' was fine-tuned from {base}: training continues from its weights."
+
+
 def read_metadata(folder: str | Path) -> dict | None:
     path = Path(folder) / METADATA_FILE
     return read_json(path) if path.is_file() else None  # type: ignore[return-value]

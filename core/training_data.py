@@ -13,9 +13,39 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from core.csv_input import CsvInputError, inspect_csv, iter_rows
+from core.csv_input import CsvInputError, inspect_csv, iter_rows, looks_like_url, preview
 
 MIN_IMAGES_PER_CLASS = 5  # below this a class is warned about: too few to learn or to judge
+LABEL_COLUMN_NAMES = ("label", "category", "class", "predicted_category")
+
+
+def guess_label_column(path: str | Path, image_column: str | None) -> str | None:
+    """The labelled CSV's likely label column, never the image column: a well-known name
+    first, else the text column (not URLs, not numbers) with the fewest distinct values among
+    its first rows (at least 2 of them); None when no column qualifies."""
+    frame = preview(path, rows=500)
+    candidates = [str(c) for c in frame.columns if str(c) != image_column]
+    folded = {c.strip().casefold(): c for c in candidates}
+    for wanted in LABEL_COLUMN_NAMES:
+        if wanted in folded:
+            return folded[wanted]
+    best, fewest = None, None
+    for column in candidates:
+        values = [v.strip() for v in frame[column].astype(str) if v.strip()]
+        if not values or any(looks_like_url(v) for v in values) or all(_number(v) for v in values):
+            continue
+        distinct = len(set(values))
+        if distinct >= 2 and (fewest is None or distinct < fewest):
+            best, fewest = column, distinct
+    return best
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -116,3 +116,48 @@ def test_a_bulk_jobs_corrected_output_is_labelled_data(app_env, image_server):
     at.checkbox(key="ft_only_human").check().run()
     assert not at.exception
     assert any(c.value.startswith("1 rows:") for c in at.caption)
+
+
+@pytest.mark.parametrize(
+    "columns, expected",
+    [
+        (["image_url", "colour"], "colour"),
+        (["sku", "image_url", "title", "colour"], "colour"),
+        (["colour", "image_url"], "colour"),
+        (["image_url", "category", "colour"], "category"),
+    ],
+)
+def test_the_label_column_is_detected_and_never_the_image_column(
+    app_env, image_server, columns, expected
+):
+    colours = ["red", "green", "blue", "black"]
+    values = {
+        "image_url": [image_server.url(f"/img/{i}.png") for i in range(40)],
+        "colour": [colours[i % 4] for i in range(40)],
+        "category": [["shoe", "bag"][i % 2] for i in range(40)],
+        "sku": [f"{i:05d}" for i in range(40)],
+        "title": [f"Product number {i}" for i in range(40)],
+    }
+    data = pd.DataFrame({c: values[c] for c in columns}).to_csv(index=False).encode()
+    at = finetune_page()
+    at.file_uploader(key="ft_upload").set_value(("labelled.csv", data, "text/csv")).run()
+    assert at.selectbox(key="ft_image_col").value == "image_url"
+    assert at.selectbox(key="ft_label_col").value == expected
+
+
+def test_with_a_trained_probe_selected_the_page_says_where_training_starts(
+    app_env, tmp_path, tiny_model_dir, image_server
+):
+    cli_probe_job(tmp_path, tiny_model_dir)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
+    at.selectbox(key="trained_model").select("colours").run()
+    at.switch_page("app_pages/finetune.py").run()
+    rows = [(image_server.url(f"/img/{i}.png"), "shoe" if i % 2 else "bag") for i in range(20)]
+    data = pd.DataFrame(rows, columns=["image_url", "label"]).to_csv(index=False).encode()
+    at.file_uploader(key="ft_upload").set_value(("labelled.csv", data, "text/csv")).run()
+    at.text_input(key="ft_name").input("bags").run()
+    assert not at.exception
+    assert any(
+        "Base model: 'colours' is a linear probe" in i.value and "without the probe" in i.value
+        for i in at.info
+    )

@@ -29,7 +29,7 @@ from core.finetune_job import FinetuneSpec, new_finetune_folder, run_finetune
 from core.metrics import evaluate
 from core.model import load_classifier
 from core.probe import ProbeHead
-from core.trained_models import load_probe, read_metadata
+from core.trained_models import load_probe, read_metadata, training_start
 from core.training_data import stratified_split
 from tests import fashion_mnist
 
@@ -405,3 +405,26 @@ def test_training_time_is_measured_on_the_training_path(classifier, monkeypatch)
     )
     assert seconds_per_image(classifier) > 0
     assert kernels == []  # gradients on: the kernels a training step uses, not inference's
+
+
+@pytest.mark.parametrize("method", ["probe", "contrastive"])
+def test_training_from_a_trained_probe_model_starts_from_its_clip_weights(
+    app_env, tmp_path, tiny_model_dir, method
+):
+    _folder, first = run_job(app_env, tmp_path, base_model=str(tiny_model_dir), method="probe")
+    assert first.status == "finished", first.message
+    source, why = training_start("colours", app_env)
+    assert source == str(app_env / "models" / "colours")
+    assert "linear probe on" in why and "without the probe's own classes" in why
+    _again, state = run_job(
+        app_env,
+        tmp_path / "second",
+        base_model="colours",  # the name, as the sidebar and `--model colours` give it
+        method=method,
+        name="colours-2",
+        epochs=2,
+        batch_size=8,
+    )
+    assert state.status == "finished", state.message
+    metadata = read_metadata(app_env / "models" / "colours-2")
+    assert metadata["base_model"] == "colours" and metadata["method"] == method
