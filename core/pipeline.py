@@ -57,14 +57,11 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def set_columns(label_sets: tuple[LabelSet, ...]) -> list[tuple[str, str, str]]:
-    """Per-set output columns (category, confidence, top list), unique even for similar names.
-
-    Only jobs with several label sets get them; the first set is also in the contract columns.
-    """
-    if len(label_sets) < 2:
-        return []
-    columns, used = [], set()
-    for label_set in label_sets:
+    """Columns (category, confidence, top list) of every label set after the first, named after
+    the set and unique even for similar names. The first set's results are the contract columns
+    (predicted_category, confidence, top_categories) and are not repeated."""
+    columns, used = [], {"predicted"}  # "predicted_category" is the first set's
+    for label_set in label_sets[1:]:
         prefix, n = label_set.column_prefix, 2
         while prefix in used:
             prefix, n = f"{label_set.column_prefix}_{n}", n + 1
@@ -119,14 +116,15 @@ class _Row:
 
 
 def _format_outputs(task: _Task, n_sets: int) -> list[str]:
-    """The output cells for one row: contract columns, then per-set columns."""
+    """The output cells for one row: the first set's in the contract columns, then the
+    `n_sets` further sets' columns."""
     if task.error is not None or task.outputs is None:
         return ["", "", "", task.error or "not processed"] + ["", "", ""] * n_sets
     cells = []
     for ranked in task.outputs:
         top = json.dumps([{"label": label, "score": round(score, 4)} for label, score in ranked])
         cells.append([ranked[0][0], f"{ranked[0][1]:.4f}", top])
-    return [*cells[0], ""] + [cell for triple in cells[:n_sets] for cell in triple]
+    return [*cells[0], ""] + [cell for triple in cells[1 : 1 + n_sets] for cell in triple]
 
 
 class BulkJob:

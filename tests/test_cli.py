@@ -260,7 +260,9 @@ def test_labels_by_saved_set_name_for_predict_and_classify(
     )
     assert done.returncode == 0, done.stderr
     row = next(csv.DictReader(output.open(encoding="utf-8")))
-    assert row["fashion_base_colours_category"] in colours.labels
+    assert row["predicted_category"] in colours.labels  # the first set: the contract columns
+    assert row["fashion_article_types_category"]  # a further set: its own columns
+    assert "fashion_base_colours_category" not in row
 
     done = run_cli("predict", str(image_file), "--labels", "No such set")
     assert done.returncode == 1
