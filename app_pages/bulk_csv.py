@@ -20,6 +20,7 @@ from core.labels import LabelSet
 from core.review import (
     confidence_values,
     csv_bytes,
+    for_display,
     load_corrections,
     load_results,
     merge_corrections,
@@ -255,7 +256,7 @@ def show_results(folder: JobFolder, spec: JobSpec, state: JobState) -> None:
     st.caption(f"{len(corrections)} rows corrected by hand.")
 
     labelled = with_review(results, corrections, threshold)
-    st.dataframe(labelled, hide_index=True, height=300)
+    st.dataframe(for_display(labelled), hide_index=True, height=300)
     stem = f"{folder.id}-labelled"
     csv_column, parquet_column = st.columns(2)
     csv_column.download_button(

@@ -8,6 +8,7 @@ for every row whether its category came from the model or from a human (`label_s
 from __future__ import annotations
 
 import io
+import json
 
 import pandas as pd
 
@@ -83,6 +84,26 @@ def review_queue(results: pd.DataFrame, limit: int) -> pd.DataFrame:
     queue = pd.DataFrame({"row": range(len(results)), "confidence": confidence})
     queue = queue[queue["confidence"].notna()].sort_values(["confidence", "row"], kind="stable")
     return queue.head(limit).reset_index(drop=True)
+
+
+def readable_top(cell: str) -> str:
+    """A top_categories cell as a person reads it: "red 62.1%, blue 20.4%" (the JSON as it is
+    when it is not a list of labels and scores)."""
+    try:
+        ranked = json.loads(cell) if cell else []
+        return ", ".join(f"{item['label']} {item['score']:.1%}" for item in ranked)
+    except (ValueError, TypeError, KeyError):
+        return cell
+
+
+def for_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """The results as shown on the page: every *top_categories column readable (downloads keep
+    the JSON)."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if str(column).endswith("top_categories"):
+            shown[column] = shown[column].map(readable_top)
+    return shown
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:

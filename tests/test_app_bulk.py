@@ -79,6 +79,8 @@ def test_run_to_the_end_then_results_charts_review_and_downloads(image_server):
     labelled = at.dataframe[-1].value
     assert len(labelled) == 24
     assert set(labelled["label_source"]) == {"model", ""}
+    shown = labelled["top_categories"][labelled["error"] == ""].iloc[0]
+    assert not shown.startswith("[") and "%" in shown  # readable, not JSON
 
 
 def test_review_edits_change_the_downloaded_data(image_server):

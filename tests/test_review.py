@@ -43,3 +43,17 @@ def test_downloads_round_trip():
     pd.testing.assert_frame_equal(back, out)
     parquet = pd.read_parquet(__import__("io").BytesIO(parquet_bytes(out)))
     pd.testing.assert_frame_equal(parquet, out)
+
+
+def test_top_categories_are_shown_readably_and_downloads_keep_the_json():
+    import pandas as pd
+
+    from core.review import for_display, readable_top
+
+    cell = '[{"label": "red", "score": 0.621}, {"label": "blue", "score": 0.2044}]'
+    assert readable_top(cell) == "red 62.1%, blue 20.4%"
+    assert readable_top("") == "" and readable_top("not json") == "not json"
+    frame = pd.DataFrame({"top_categories": [cell], "colour_top_categories": [cell], "x": [cell]})
+    shown = for_display(frame)
+    assert shown["top_categories"][0] == shown["colour_top_categories"][0] == readable_top(cell)
+    assert shown["x"][0] == cell and frame["top_categories"][0] == cell
