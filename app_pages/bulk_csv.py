@@ -15,7 +15,15 @@ from app_pages.common import (
 )
 from core.csv_input import CsvInputError, inspect_csv, preview
 from core.errors import short_list
-from core.jobs import JobFolder, JobSpec, JobState, default_batch_size, list_jobs, new_job_folder
+from core.jobs import (
+    JobFolder,
+    JobSpec,
+    JobState,
+    default_batch_size,
+    find_job,
+    list_jobs,
+    new_job_folder,
+)
 from core.labels import LabelSet
 from core.review import (
     confidence_values,
@@ -42,9 +50,22 @@ def describe(job: JobFolder) -> str:
     return f"{job.id} · {status} {done}".strip()
 
 
+def reopen_from_address() -> None:
+    """A refresh starts a new session: the job named in the page's address (?job=ID) is opened
+    again, so a running job is never lost behind an empty upload form."""
+    if st.session_state.get(JOB_KEY):
+        return
+    job = find_job(app_settings().data_dir, st.query_params.get("job", ""))
+    if job is not None:
+        st.session_state[JOB_KEY] = str(job.path)
+        st.session_state["bulk_source"] = SOURCE_EARLIER
+
+
 def choose_job() -> JobFolder | None:
-    """The job this session works on: a fresh upload, or one picked from earlier jobs."""
+    """The job this session works on: a fresh upload, or one picked from earlier jobs; its id
+    goes into the page's address so that a refresh comes back to it."""
     settings = app_settings()
+    reopen_from_address()
     source = st.radio("Input", [SOURCE_UPLOAD, SOURCE_EARLIER], horizontal=True, key="bulk_source")
     if source == SOURCE_UPLOAD:
         upload = st.file_uploader(
@@ -73,7 +94,11 @@ def choose_job() -> JobFolder | None:
         )
         st.session_state[JOB_KEY] = str(picked.path)
     path = st.session_state.get(JOB_KEY)
-    return JobFolder(path) if path else None
+    if not path:
+        return None
+    folder = JobFolder(path)
+    st.query_params["job"] = folder.id
+    return folder
 
 
 def configure_and_start(folder: JobFolder) -> None:

@@ -387,6 +387,7 @@ with new_tab:
             job = new_finetune_folder(app_settings().data_dir, spec)
             start_in_background(job)
             st.session_state[JOB_KEY] = job.id
+            st.session_state["ft_job_pick"] = job.id  # the Jobs tab shows the new job
             st.success(f"Started job {job.id}: follow it on the Jobs tab.")
 with jobs_tab:
     job = choose_job()

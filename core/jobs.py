@@ -176,9 +176,27 @@ def new_job_folder(data_dir: str | Path, name: str) -> JobFolder:
 
 
 def list_jobs(data_dir: str | Path) -> list[JobFolder]:
-    """All created jobs, newest first."""
+    """All created jobs, newest first (by when their settings were written: page and
+    command-line jobs interleaved by time, whatever their names)."""
     root = jobs_root(data_dir)
     if not root.is_dir():
         return []
     jobs = [JobFolder(p) for p in root.iterdir() if (p / SPEC_FILE).is_file()]
-    return sorted(jobs, key=lambda job: job.id, reverse=True)
+    return sorted(jobs, key=lambda job: (_created(job), job.id), reverse=True)
+
+
+def _created(job: JobFolder) -> float:
+    try:
+        return (job.path / SPEC_FILE).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def find_job(data_dir: str | Path, job_id: str) -> JobFolder | None:
+    """The job with this id (a folder name under the jobs root), or None: an id from a page
+    address is checked, never used as a path."""
+    root = jobs_root(data_dir)
+    if not job_id or job_id != Path(job_id).name or job_id.startswith("."):
+        return None
+    folder = JobFolder(root / job_id)
+    return folder if folder.exists() else None

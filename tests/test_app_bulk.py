@@ -185,3 +185,37 @@ def test_spreadsheet_exports_of_any_encoding_and_separator_upload(
     [column] = [box for box in at.selectbox if box.label == "Column with the image URLs"]
     assert column.value == "image_url"
     assert at.dataframe[0].value["Désignation"].tolist() == ["Café 0", "Café 1", "Café 2"]
+
+
+def test_a_refresh_comes_back_to_the_job_named_in_the_address(image_server):
+    at = bulk_page()
+    job = upload_and_start(at, products_csv(image_server))
+    assert at.query_params["job"] in (job.id, [job.id])
+    refreshed = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    refreshed.query_params["job"] = job.id  # a refresh: a new session, the same address
+    refreshed.run()
+    refreshed.switch_page("app_pages/bulk_csv.py")
+    refreshed.query_params["job"] = job.id
+    refreshed.run()
+    assert not refreshed.exception
+    assert refreshed.radio(key="bulk_source").value == "Open an earlier job"
+    assert refreshed.selectbox(key="bulk_earlier").value.id == job.id
+    assert any("24 / 24 rows" in s.value for s in refreshed.success)
+
+
+def test_jobs_are_listed_newest_first_whatever_their_names(app_env):
+    import os
+
+    from core.jobs import JobFolder, find_job
+
+    names = ["cli-products-abc", "20261123-101500-products-1a2b3c", "aaa-oldest"]
+    for age, name in zip((10, 20, 30), names, strict=True):
+        folder = JobFolder(app_env / "jobs" / name)
+        folder.path.mkdir(parents=True)
+        (folder.path / "spec.json").write_text("{}")
+        stamp = 1_700_000_000 - age
+        os.utime(folder.path / "spec.json", (stamp, stamp))
+    assert [job.id for job in list_jobs(app_env)] == names
+    assert find_job(app_env, names[0]).id == names[0]
+    assert find_job(app_env, "../jobs/" + names[0]) is None
+    assert find_job(app_env, "no-such-job") is None and find_job(app_env, "") is None

@@ -161,3 +161,20 @@ def test_with_a_trained_probe_selected_the_page_says_where_training_starts(
         "Base model: 'colours' is a linear probe" in i.value and "without the probe" in i.value
         for i in at.info
     )
+
+
+def test_after_start_the_jobs_tab_shows_the_new_job(app_env, tmp_path, tiny_model_dir, image_server):
+    earlier = cli_probe_job(tmp_path, tiny_model_dir)
+    at = finetune_page()
+    assert at.selectbox(key="ft_job_pick").value == earlier.id
+    rows = [(image_server.url(f"/img/{i}.png"), "shoe" if i % 2 else "bag") for i in range(20)]
+    data = pd.DataFrame(rows, columns=["image_url", "label"]).to_csv(index=False).encode()
+    at.file_uploader(key="ft_upload").set_value(("labelled.csv", data, "text/csv")).run()
+    at.text_input(key="ft_name").input("bags").run()
+    at.button(key="ft_start").click().run()
+    new = next(job for job in list_finetune_jobs(app_env) if job.id != earlier.id)
+    new.request_cancel()
+    assert at.selectbox(key="ft_job_pick").value == new.id
+    deadline = time.monotonic() + 90
+    while new.reconcile().active and time.monotonic() < deadline:
+        time.sleep(0.2)
