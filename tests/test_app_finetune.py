@@ -163,7 +163,9 @@ def test_with_a_trained_probe_selected_the_page_says_where_training_starts(
     )
 
 
-def test_after_start_the_jobs_tab_shows_the_new_job(app_env, tmp_path, tiny_model_dir, image_server):
+def test_after_start_the_jobs_tab_shows_the_new_job(
+    app_env, tmp_path, tiny_model_dir, image_server
+):
     earlier = cli_probe_job(tmp_path, tiny_model_dir)
     at = finetune_page()
     assert at.selectbox(key="ft_job_pick").value == earlier.id
