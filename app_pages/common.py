@@ -38,13 +38,15 @@ from core.model import (
     load_classifier,
     quiet_library_logging,
 )
-from core.trained_models import list_models, read_metadata, resolve_model
+from core.model_catalog import known_models
+from core.trained_models import read_metadata, resolve_model
 
 LOG = logging.getLogger("cliplab")
 MODEL_KEY = "model_name"
 TRAINED_KEY = "trained_model"
 NO_TRAINED_MODEL = "—"
 _FAILURES_KEY = "model_failures"
+_WORKING_KEY = "model_working"  # the last model that loaded in this session
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
 SOURCE_URL, SOURCE_UPLOAD = "Paste a URL", "Upload a file"
 FROM_SAVED = "A saved label set"
@@ -143,33 +145,41 @@ def saved_label_set(key: str, name: str | None = None) -> LabelSet | None:
     )
 
 
-def _load_selected_model(settings: Settings) -> tuple[ClipClassifier | None, str | None]:
-    """The model chosen in the sidebar, or the reason it could not be loaded.
+def _load_by_name(name: str, settings: Settings) -> ClipClassifier:
+    """The shared copy of model `name` (a trained model's name, hub id or folder); raises
+    ModelLoadError."""
+    source = resolve_model(name, settings.data_dir)
+    saved = str((read_metadata(source) or {}).get("saved", "")) if source != name else ""
+    return _shared_classifier(
+        name, source, settings.device, saved, str(settings.label_cache_dir), settings.precision
+    )
 
-    A failure is remembered for this session, so a missing model does not cost a slow hub
-    round-trip on every rerun; "Try again" forgets it.
+
+def _load_selected_model(settings: Settings) -> tuple[ClipClassifier | None, str | None]:
+    """The model to use, and why the one in the sidebar's box could not be loaded (if so).
+
+    A model that fails to load does not replace the one that worked: this session keeps using
+    its last working model (a typo in the box costs nothing) until the new one loads. A failure
+    is remembered for the session, so a missing model does not cost a slow hub round-trip on
+    every rerun; "Try again" forgets it.
     """
     name = st.session_state.get(MODEL_KEY, "").strip() or settings.model
     failures: dict[str, str] = st.session_state.setdefault(_FAILURES_KEY, {})
-    if name in failures:
-        return None, failures[name]
-    source = resolve_model(name, settings.data_dir)
-    saved = str((read_metadata(source) or {}).get("saved", "")) if source != name else ""
-    try:
-        return (
-            _shared_classifier(
-                name,
-                source,
-                settings.device,
-                saved,
-                str(settings.label_cache_dir),
-                settings.precision,
-            ),
-            None,
-        )
-    except ModelLoadError as exc:
-        failures[name] = str(exc)
-        return None, str(exc)
+    if name not in failures:
+        try:
+            classifier = _load_by_name(name, settings)
+        except ModelLoadError as exc:
+            failures[name] = exc.for_page
+        else:
+            st.session_state[_WORKING_KEY] = name
+            return classifier, None
+    working = st.session_state.get(_WORKING_KEY)
+    if working and working != name and working not in failures:
+        try:
+            return _load_by_name(working, settings), failures[name]
+        except ModelLoadError:
+            pass
+    return None, failures[name]
 
 
 def _use_trained_model() -> None:
@@ -184,8 +194,14 @@ def _forget_model_failures() -> None:
     st.session_state[_FAILURES_KEY] = {}
 
 
+def _back_to_default() -> None:
+    """The model box goes back to the configured model (CLIPLAB_MODEL)."""
+    st.session_state[MODEL_KEY] = app_settings().model
+    _forget_model_failures()
+
+
 def sidebar_model_picker() -> None:
-    """Sidebar: which model is loaded, on which device, and a box to switch model."""
+    """Sidebar: which model is loaded, on which device, a box and a list to switch model."""
     settings = app_settings()
     st.session_state.setdefault(MODEL_KEY, settings.model)
     with st.sidebar:
@@ -196,30 +212,36 @@ def sidebar_model_picker() -> None:
             "holding a CLIP checkpoint, or the name of a model trained on the Fine-tune page. "
             "Press Enter to switch.",
         )
-        trained = list_models(settings.data_dir)
-        if trained:
-            st.selectbox(
-                "Trained models",
-                [NO_TRAINED_MODEL, *trained],
-                key=TRAINED_KEY,
-                on_change=_use_trained_model,
-                help="Models made on the Fine-tune page; choosing one puts it in the box above.",
-            )
+        st.selectbox(
+            "Known models",
+            [NO_TRAINED_MODEL, *known_models(settings.model, settings.data_dir)],
+            key=TRAINED_KEY,
+            on_change=_use_trained_model,
+            help="The default model, models already downloaded to this machine and models "
+            "trained on the Fine-tune page; choosing one puts it in the box above.",
+        )
         classifier, error = _load_selected_model(settings)
-        if classifier is not None:
-            precision = PRECISION_NAMES.get(classifier.dtype, str(classifier.dtype))
-            st.caption(
-                f"Loaded **{classifier.name}** on **{classifier.device.type}** "
-                f"({precision} precision)."
-            )
-            if classifier.classes:
-                st.caption(
-                    f"A linear probe with its own {len(classifier.classes)} classes: "
-                    f"{short_list(classifier.classes)}."
-                )
-        else:
+        if error:
             st.error(error)
-            st.button("Try again", key="retry_model", on_click=_forget_model_failures)
+            left, right = st.columns(2)
+            left.button("Try again", key="retry_model", on_click=_forget_model_failures)
+            right.button("Back to default", key="model_default", on_click=_back_to_default)
+        if classifier is not None:
+            show_loaded_model(classifier, replaced=error is not None)
+
+
+def show_loaded_model(classifier: ClipClassifier, replaced: bool) -> None:
+    """What is loaded; after a failed switch, that the earlier model is still the one in use."""
+    precision = PRECISION_NAMES.get(classifier.dtype, str(classifier.dtype))
+    still = "Still using" if replaced else "Loaded"
+    st.caption(
+        f"{still} **{classifier.name}** on **{classifier.device.type}** ({precision} precision)."
+    )
+    if classifier.classes:
+        st.caption(
+            f"A linear probe with its own {len(classifier.classes)} classes: "
+            f"{short_list(classifier.classes)}."
+        )
 
 
 def loaded_classifier() -> ClipClassifier | None:

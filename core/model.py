@@ -42,7 +42,13 @@ Prepared = np.ndarray | torch.Tensor  # one image from ClipClassifier.prepare
 
 
 class ModelLoadError(UserError, RuntimeError):
-    """The model could not be loaded; the message is one sentence saying what to do."""
+    """The model could not be loaded; the message is one sentence saying what to do, for
+    whoever runs the command line or the server. `for_page` says it to the person in front of
+    the web page, who can change the model box but not the server's settings."""
+
+    def __init__(self, message: str, for_page: str | None = None) -> None:
+        super().__init__(message)
+        self.for_page = for_page or message
 
 
 @dataclass(frozen=True)
@@ -125,21 +131,28 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
 
 
-def _missing_model_message(name: str) -> str:
+def _missing_model_error(name: str) -> ModelLoadError:
+    """Why `name` could not be found, for the command line and for the web page."""
     if Path(name).expanduser().exists():
-        return (
-            f"Model folder '{name}' is not a saved CLIP checkpoint (no usable config.json); "
-            "point CLIPLAB_MODEL at a folder written by save_pretrained."
+        problem = f"Model folder '{name}' is not a saved CLIP checkpoint (no usable config.json)"
+        return ModelLoadError(
+            f"{problem}; point CLIPLAB_MODEL at a folder written by save_pretrained.",
+            f"{problem}; choose a folder written by save_pretrained, or a model from the list.",
         )
     if _looks_like_path(name):
-        return (
+        message = (
             f"Model folder '{name}' does not exist; check the path, or give a Hugging Face "
             "model id such as openai/clip-vit-base-patch32."
         )
-    return (
+        return ModelLoadError(message)
+    problem = (
         f"Model '{name}' is not downloaded yet and could not be fetched from the Hugging Face "
-        "hub (no network, or no such model id); run once with network access to download it, "
-        "or set CLIPLAB_MODEL to a local folder holding a CLIP checkpoint."
+        "hub (no network, or no such model id)"
+    )
+    return ModelLoadError(
+        f"{problem}; run once with network access to download it, or set CLIPLAB_MODEL to a "
+        "local folder holding a CLIP checkpoint.",
+        f"{problem}; check the spelling, or choose a model from the list.",
     )
 
 
@@ -176,7 +189,7 @@ def load_classifier(
     try:
         config = _from_pretrained(AutoConfig, source)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(_missing_model_message(name)) from exc
+        raise _missing_model_error(name) from exc
     if config.model_type != "clip":
         raise ModelLoadError(
             f"Model '{name}' is a {config.model_type!r} model, not a CLIP model; choose a CLIP "

@@ -211,3 +211,42 @@ def test_sidebar_and_navigation_survive_reruns(app_env, image_server):
     at.switch_page("app_pages/bulk_csv.py").run()
     assert at.sidebar.text_input(key=common.MODEL_KEY)
     assert at.title[0].value == "Bulk CSV"
+
+
+def fake_hub_cache(root, repo_id="someone/clip-fashion", model_type="clip"):
+    """A Hugging Face cache folder holding one downloaded checkpoint's config, laid out as the
+    hub library writes it (blobs, refs, snapshots with links)."""
+    import json
+
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    blob = repo / "blobs" / "0123abcd"
+    blob.parent.mkdir(parents=True)
+    blob.write_text(json.dumps({"model_type": model_type}))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("f" * 40)
+    snapshot = repo / "snapshots" / ("f" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").symlink_to(blob)
+    return root
+
+
+def test_a_typo_in_the_model_box_keeps_the_working_model(app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(fake_hub_cache(tmp_path / "hub")))
+    at = start_app()
+    assert str(app_env.parent) not in " ".join(e.value for e in at.sidebar.error)
+    working = at.sidebar.text_input(key=common.MODEL_KEY).value
+    at.sidebar.text_input(key=common.MODEL_KEY).input("openai/clip-vit-base-patch3").run()
+    assert not at.exception
+    [error] = at.sidebar.error
+    assert "openai/clip-vit-base-patch3" in error.value
+    assert "choose a model from the list" in error.value and "CLIPLAB_" not in error.value
+    assert any(f"Still using **{working}**" in c.value for c in at.sidebar.caption)
+    assert not any("No model is loaded" in i.value for i in at.info)
+    assert at.text_area(key="single_labels")  # the page still works
+    known = at.sidebar.selectbox(key="trained_model").options
+    assert working in known and "openai/clip-vit-base-patch32" in known
+    assert "someone/clip-fashion" in known  # downloaded earlier: usable offline
+    at.sidebar.button(key="model_default").click().run()
+    assert at.sidebar.text_input(key=common.MODEL_KEY).value == working
+    assert not at.sidebar.error
+    assert any(f"Loaded **{working}**" in c.value for c in at.sidebar.caption)
