@@ -155,9 +155,15 @@ def configure_and_start(folder: JobFolder) -> None:
         st.rerun()
 
 
+STOPPING = "bulk_stopping"  # ids of jobs whose Stop was pressed in this session
+
+
 def progress_text(state: JobState) -> str:
+    """One line: what the job is doing now, rows done, speed, failures, time left."""
     if not state.rows_total:
-        return "Starting: reading the CSV and encoding the categories…"
+        return "Starting: reading the CSV…"
+    if not state.rows_done:
+        return f"{state.message or 'Starting'}… 0 / {state.rows_total:,} rows"
     left = "" if state.seconds_left is None else f" · about {state.seconds_left:,.0f} s left"
     return (
         f"{state.rows_done:,} / {state.rows_total:,} rows · {state.images_per_second:.1f} "
@@ -172,10 +178,16 @@ def live_progress(folder: JobFolder) -> None:
     if state is None or not background_jobs().is_running(folder):
         st.rerun(scope="app")
     fraction = state.rows_done / state.rows_total if state.rows_total else 0.0
-    st.progress(min(fraction, 1.0), text=progress_text(state))
-    if st.button("Stop", key="bulk_stop"):
-        background_jobs().stop(folder)
-        st.toast("Stopping after the rows in progress…")
+    stopping = folder.id in st.session_state.setdefault(STOPPING, set())
+    text = "Stopping after the rows in progress…" if stopping else progress_text(state)
+    st.progress(min(fraction, 1.0), text=text)
+    st.button("Stop", key="bulk_stop", disabled=stopping, on_click=stop_job, args=(folder,))
+
+
+def stop_job(folder: JobFolder) -> None:
+    """Ask the job to stop; the progress line says so from the very next redraw."""
+    background_jobs().stop(folder)
+    st.session_state.setdefault(STOPPING, set()).add(folder.id)
 
 
 def resume_button(folder: JobFolder, spec: JobSpec) -> None:

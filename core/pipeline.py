@@ -34,9 +34,10 @@ from core.download import ImageFetcher
 from core.jobs import JobFolder, JobSpec, JobState
 from core.labels import LabelSet
 from core.memory import limit_allocator_retention, release_free_memory
-from core.model import ClipClassifier, Prepared
+from core.model import ClipClassifier, Prepared, label_texts
 
 OUTPUT_COLUMNS = ("predicted_category", "confidence", "top_categories", "error")
+PHASE_LABELLING = "Fetching and labelling images"
 _RECENT_URLS = 20_000
 _SAVE_EVERY_SECONDS = 1.0
 _WORKER_NICENESS = 10
@@ -160,10 +161,11 @@ class BulkJob:
         if previous is not None and previous.status == "finished":
             return previous
         state = previous or JobState(rows_total=info.rows)
-        state.status, state.message, state.rows_total = "running", "", info.rows
+        state.status, state.message, state.rows_total = "running", "Starting", info.rows
         header = output_header(info.columns, self.spec.label_sets)
         with self._open_results(state, header) as handle:
             writer = csv.writer(handle)
+            self._save(state, handle)  # the page shows the job's size and phase at once
             try:
                 self._process(state, writer, handle, header, info.columns)
                 state.status = "stopped" if self.stop.is_set() else "finished"
@@ -196,10 +198,9 @@ class BulkJob:
             max_workers=self.spec.workers, initializer=_lower_thread_priority
         ) as pool:
             exhausted = self._fill(window, rows, pool)  # downloads start while labels encode
-            scorers = [
-                self.classifier.scorer(s.labels, s.templates, s.prompts or None)
-                for s in self.spec.label_sets
-            ]
+            scorers = self._scorers(state, handle)
+            state.message = PHASE_LABELLING
+            self._save(state, handle)
             while not self.stop.is_set():
                 exhausted = exhausted or self._fill(window, rows, pool)
                 if not window:
@@ -226,8 +227,29 @@ class BulkJob:
                         )
                 else:
                     self._wait_for_downloads(window)
+                    if time.monotonic() - last_save >= _SAVE_EVERY_SECONDS:
+                        self._save(state, handle)  # still alive: the page's clock moves
+                        last_save = time.monotonic()
             if self.stop.is_set():
                 pool.shutdown(cancel_futures=True)
+
+    def _scorers(self, state: JobState, handle) -> list:  # type: ignore[no-untyped-def]
+        """One scoring function per label set; says so first when category texts must be
+        encoded (the text tower runs only for sets not cached in memory or on disk)."""
+        sets = self.spec.label_sets
+        to_encode = [
+            s
+            for s in sets
+            if self.classifier.probe is None
+            and not self.classifier.has_label_embeddings(
+                label_texts(s.labels, s.prompts or None), s.templates
+            )
+        ]
+        if to_encode:
+            count = sum(len(s.labels) for s in to_encode)
+            state.message = f"Encoding {count:,} categories (once; later jobs read them from disk)"
+            self._save(state, handle)
+        return [self.classifier.scorer(s.labels, s.templates, s.prompts or None) for s in sets]
 
     def _write_finished(self, window: deque[_Row], writer, kept: list[str], state: JobState) -> int:  # type: ignore[no-untyped-def]
         """Write the finished rows at the head of the window, in input order; how many."""

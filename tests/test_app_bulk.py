@@ -219,3 +219,21 @@ def test_jobs_are_listed_newest_first_whatever_their_names(app_env):
     assert find_job(app_env, names[0]).id == names[0]
     assert find_job(app_env, "../jobs/" + names[0]) is None
     assert find_job(app_env, "no-such-job") is None and find_job(app_env, "") is None
+
+
+def test_stop_says_stopping_at_once(image_server):
+    lines = ["sku,image_url"] + [f"{i},{image_server.url(f'/slow.png?i={i}')}" for i in range(40)]
+    at = bulk_page()
+    at.file_uploader(key="bulk_upload").set_value(
+        ("slow.csv", ("\n".join(lines) + "\n").encode(), "text/csv")
+    ).run()
+    at.text_area(key="bulk_sets_text_0").input(LABELS).run()
+    at.button(key="bulk_start").click().run()
+    [job] = [j for j in list_jobs(pytest.data_dir) if j.exists()]
+    at.button(key="bulk_stop").click().run()  # downloads in flight take 2 s to come back
+    assert not at.exception
+    texts = [p.proto.text for p in at.get("progress")]
+    assert texts == ["Stopping after the rows in progress…"]
+    assert at.button(key="bulk_stop").disabled
+    background_jobs().wait(job, 60)
+    assert job.state().status == "stopped"

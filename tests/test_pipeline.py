@@ -296,3 +296,33 @@ def test_one_label_set_gives_only_the_contract_columns_and_names_never_collide()
         "predicted_3_confidence",
         "predicted_3_top_categories",
     ]
+
+
+def test_progress_is_saved_from_the_start_with_what_the_job_is_doing(
+    tmp_path, image_server, fresh_classifier, fetcher
+):
+    rows = [{"sku": i, "image_url": image_server.url(f"/paced/{i}.png")} for i in range(12)]
+    pd.DataFrame(rows).to_csv(tmp_path / "in.csv", index=False)
+
+    def run(name):
+        folder = make_job(tmp_path, tmp_path / "in.csv", name=name, batch_size=4, workers=1)
+        saved = []
+        real_write = folder.write_state
+
+        def record(state):
+            saved.append((time.monotonic(), state.rows_done, state.rows_total, state.message))
+            real_write(state)
+
+        folder.write_state = record
+        BulkJob(folder, fresh_classifier, fetcher).run()
+        return saved
+
+    saved = run("first")
+    messages = [message for _t, done, _total, message in saved if done == 0]
+    assert messages[0] == "Starting" and saved[0][2] == 12  # the size is known at once
+    assert "Encoding 4 categories (once; later jobs read them from disk)" in messages
+    assert messages[-1] == "Fetching and labelling images"
+    gaps = [later[0] - earlier[0] for earlier, later in zip(saved, saved[1:], strict=False)]
+    assert max(gaps) < 1.6  # at least about once a second, also while waiting for images
+    again = [message for _t, done, _total, message in run("second") if done == 0]
+    assert not any(m.startswith("Encoding") for m in again)  # the categories are cached now
