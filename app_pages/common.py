@@ -39,6 +39,7 @@ from core.model import (
     quiet_library_logging,
 )
 from core.model_catalog import known_models
+from core.score_format import format_percent, percent_decimals, wrap_label
 from core.trained_models import read_metadata, resolve_model
 
 LOG = logging.getLogger("cliplab")
@@ -289,24 +290,28 @@ def image_input(key: str) -> tuple[Image.Image | None, str]:
 
 
 def top_labels_chart(ranked: list[LabelScore], k: int = 5) -> go.Figure:
-    """Horizontal bar chart of the k best labels, best on top, probabilities as percentages."""
+    """Horizontal bar chart of the k best labels, best on top: percentages with enough digits
+    to tell them apart, an axis fitted to the scores, long names wrapped onto several lines."""
     top = ranked[:k]
+    scores = [item.score for item in top]
+    decimals = percent_decimals(scores)
     figure = go.Figure(
         go.Bar(
-            x=[item.score for item in top],
-            y=[item.label for item in top],
+            x=scores,
+            y=[wrap_label(item.label) for item in top],
             orientation="h",
-            text=[f"{item.score:.1%}" for item in top],
+            text=[format_percent(score, decimals) for score in scores],
             textposition="auto",
             marker_color="#4f7cff",
-            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+            hovertemplate=f"%{{y}}: %{{x:.{decimals + 1}%}}<extra></extra>",
         )
     )
+    lines = sum(label.count("<br>") + 1 for label in figure.data[0].y)
     figure.update_layout(
         title=f"Top {len(top)} labels",
-        xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
-        yaxis=dict(autorange="reversed"),
-        height=90 + 45 * len(top),
+        xaxis=dict(range=[0, min(1.0, max(scores) * 1.15) or 1.0], tickformat=".1%"),
+        yaxis=dict(autorange="reversed", automargin=True),
+        height=90 + 30 * lines + 15 * len(top),
         margin=dict(l=10, r=10, t=50, b=40),
     )
     return figure
@@ -315,13 +320,15 @@ def top_labels_chart(ranked: list[LabelScore], k: int = 5) -> go.Figure:
 def show_prediction(prediction: Prediction, classifier: ClipClassifier) -> None:
     """The top-5 chart, the time taken and a table of every label's score."""
     best = prediction.ranked[0]
-    st.markdown(f"### {best.label} — {best.score:.1%}")
+    decimals = percent_decimals([item.score for item in prediction.ranked[:5]])
+    st.markdown(f"### {best.label} — {format_percent(best.score, decimals)}")
     st.plotly_chart(top_labels_chart(prediction.ranked), key="top_labels_chart")
-    text_note = (
-        "label embeddings reused from cache"
-        if prediction.labels_from_cache
-        else "label embeddings computed"
-    )
+    if classifier.probe is not None:
+        text_note = "the model's own classes"
+    elif prediction.labels_from_cache:
+        text_note = "label embeddings reused from cache"
+    else:
+        text_note = "label embeddings computed"
     st.caption(
         f"Scored {len(prediction.ranked)} labels in {prediction.seconds * 1000:.0f} ms on "
         f"{classifier.device.type} ({text_note})."
@@ -336,9 +343,10 @@ def show_prediction(prediction: Prediction, classifier: ClipClassifier) -> None:
     st.dataframe(
         table,
         column_config={
+            "label": st.column_config.TextColumn("label", width="large"),
             "probability": st.column_config.ProgressColumn(
-                "probability", format="%.1f%%", min_value=0.0, max_value=100.0
-            )
+                "probability", format=f"%.{decimals}f%%", min_value=0.0, max_value=100.0
+            ),
         },
     )
 

@@ -57,6 +57,8 @@ def test_the_trained_probe_is_in_the_model_picker_and_labels_with_its_classes(
     at.text_input(key="single_url").input(image_server.url("/files/red.png")).run()
     assert not at.exception
     assert at.markdown[0].value.startswith("### red")  # the probe separates the colours
+    assert any("(the model's own classes)" in c.value for c in at.caption)
+    assert not any("label embeddings" in c.value for c in at.caption)  # a probe encodes none
 
 
 def test_upload_shows_class_counts_warns_about_small_classes_and_starts_and_cancels(

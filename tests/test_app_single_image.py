@@ -250,3 +250,18 @@ def test_a_typo_in_the_model_box_keeps_the_working_model(app_env, tmp_path, monk
     assert at.sidebar.text_input(key=common.MODEL_KEY).value == working
     assert not at.sidebar.error
     assert any(f"Loaded **{working}**" in c.value for c in at.sidebar.caption)
+
+
+def test_many_labels_show_scores_that_can_be_told_apart(app_env, image_server):
+    labels = "\n".join(f"a rather long product category name number {i}" for i in range(196))
+    at = start_app()
+    at.text_area(key="single_labels").input(labels).run()
+    give_url(at, image_server.url("/red.png"))
+    assert not at.exception
+    bar = chart_spec(at)["data"][0]
+    scores = bar["x"]
+    assert len(set(bar["text"])) == len(set(scores))  # 196 labels: no five times "0.5%"
+    assert all("<br>" in label for label in bar["y"])  # long names wrapped, not cut
+    assert chart_spec(at)["layout"]["xaxis"]["range"][1] < 1.0  # the axis fits the scores
+    heading = at.markdown[0].value
+    assert heading.startswith("### a rather long") and bar["text"][0] in heading
