@@ -13,6 +13,7 @@ from app_pages.common import (
     label_sets_input,
     require_classifier,
 )
+from core.bulk_retry import error_summary, retry_failed_rows
 from core.csv_input import CsvInputError, inspect_csv, preview
 from core.errors import short_list
 from core.jobs import (
@@ -25,6 +26,7 @@ from core.jobs import (
     new_job_folder,
 )
 from core.labels import LabelSet
+from core.pipeline import SetColumns, result_columns
 from core.review import (
     confidence_values,
     csv_bytes,
@@ -231,29 +233,78 @@ def show_job(folder: JobFolder) -> None:
 def show_results(folder: JobFolder, spec: JobSpec, state: JobState) -> None:
     results = load_results(folder)
     st.subheader("Results")
+    sets = result_columns(spec.label_sets)
+    if len(sets) == 1:
+        show_charts(results, sets[0], 0)
+    else:
+        tabs = st.tabs([c.name for c in sets])
+        for index, (tab, columns) in enumerate(zip(tabs, sets, strict=True)):
+            with tab:
+                show_charts(results, columns, index)
+    show_failures(folder, spec, results)
+    show_review_and_downloads(folder, spec, results)
+
+
+def show_charts(results: pd.DataFrame, columns: SetColumns, index: int) -> None:
+    """Rows per category (every bar named; the chart grows with the labels) and confidence."""
+    suffix = "" if index == 0 else f"_{index}"
     chart_counts, chart_confidence = st.columns(2)
     with chart_counts:
-        counts = results["predicted_category"].replace("", "(failed)").value_counts()
+        counts = results[columns.category].replace("", "(failed)").value_counts()
         figure = px.bar(
             x=counts.values,
             y=counts.index,
             orientation="h",
             labels={"x": "rows", "y": "category"},
-            title="Rows per category",
+            title=f"Rows per category ({columns.name})",
         )
-        figure.update_layout(yaxis={"autorange": "reversed"}, height=120 + 24 * len(counts))
-        st.plotly_chart(figure, key="bulk_counts")
+        figure.update_layout(
+            yaxis={"autorange": "reversed", "dtick": 1, "automargin": True},
+            height=120 + 24 * len(counts),
+        )
+        st.plotly_chart(figure, key=f"bulk_counts{suffix}")
     with chart_confidence:
         figure = px.histogram(
-            confidence_values(results).dropna(),
+            confidence_values(results, columns.confidence).dropna(),
             nbins=20,
             range_x=[0, 1],
-            title="Confidence",
+            title=f"Confidence ({columns.name})",
             labels={"value": "confidence"},
         )
         figure.update_layout(showlegend=False)
-        st.plotly_chart(figure, key="bulk_confidence")
+        st.plotly_chart(figure, key=f"bulk_confidence{suffix}")
 
+
+def show_failures(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> None:
+    """Failed rows grouped by what went wrong, and a second try of just those rows."""
+    summary = error_summary(results, spec.url_column)
+    if summary.empty:
+        return
+    st.subheader(f"Failed rows ({int(summary['rows'].sum()):,})")
+    st.dataframe(
+        summary,
+        hide_index=True,
+        column_config={"example": st.column_config.TextColumn("example image", width="large")},
+    )
+    if st.button("Retry failed rows only", key="bulk_retry"):
+        classifier = require_classifier()
+        if classifier.name != spec.model:
+            st.warning(f"This job used the model '{spec.model}'; load it in the sidebar first.")
+            return
+        with st.spinner("Fetching and labelling the failed rows again…"):
+            outcome = retry_failed_rows(folder, classifier, retry_fetcher(classifier))
+        st.toast(f"{outcome.fixed:,} of {outcome.retried:,} failed rows are labelled now.")
+        st.rerun()
+
+
+def retry_fetcher(classifier):  # type: ignore[no-untyped-def]
+    """A downloader for a retry, configured as the job's own."""
+    from core.download import ImageFetcher
+
+    return ImageFetcher(job_fetch_options(classifier))
+
+
+def show_review_and_downloads(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> None:
     st.subheader("Review the least confident rows")
     threshold = st.slider(
         "Needs review below confidence", 0.0, 1.0, 0.5, 0.05, key="bulk_threshold"

@@ -71,6 +71,23 @@ def set_columns(label_sets: tuple[LabelSet, ...]) -> list[tuple[str, str, str]]:
     return columns
 
 
+@dataclass(frozen=True)
+class SetColumns:
+    """Where one label set's results are in the output."""
+
+    name: str
+    category: str
+    confidence: str
+    top: str
+
+
+def result_columns(label_sets: tuple[LabelSet, ...]) -> list[SetColumns]:
+    """Every label set's output columns, the first set's being the contract columns."""
+    first = SetColumns(label_sets[0].name, "predicted_category", "confidence", "top_categories")
+    further = zip(label_sets[1:], set_columns(label_sets), strict=True)
+    return [first] + [SetColumns(s.name, *columns) for s, columns in further]
+
+
 def output_header(input_columns: list[str], label_sets: tuple[LabelSet, ...]) -> list[str]:
     """Input columns (less any that the output replaces), then the output columns."""
     added = list(OUTPUT_COLUMNS) + [c for triple in set_columns(label_sets) for c in triple]

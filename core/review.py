@@ -29,9 +29,9 @@ def load_results(folder: JobFolder) -> pd.DataFrame:
     return pd.read_csv(io.BytesIO(complete), dtype=str, keep_default_na=False)
 
 
-def confidence_values(results: pd.DataFrame) -> pd.Series:
-    """The confidence column as numbers; NaN where a row failed."""
-    return pd.to_numeric(results["confidence"], errors="coerce")
+def confidence_values(results: pd.DataFrame, column: str = "confidence") -> pd.Series:
+    """A confidence column as numbers; NaN where a row failed."""
+    return pd.to_numeric(results[column], errors="coerce")
 
 
 def load_corrections(folder: JobFolder) -> dict[int, str]:

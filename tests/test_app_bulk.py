@@ -237,3 +237,32 @@ def test_stop_says_stopping_at_once(image_server):
     assert at.button(key="bulk_stop").disabled
     background_jobs().wait(job, 60)
     assert job.state().status == "stopped"
+
+
+def test_every_label_set_gets_its_charts_and_failed_rows_can_be_retried(image_server):
+    lines = ["sku,image_url"] + [
+        f"{i},{image_server.url(f'/files/late-{i}.png' if i % 4 == 0 else f'/img/{i}.png')}"
+        for i in range(12)
+    ]
+    at = bulk_page()
+    at.file_uploader(key="bulk_upload").set_value(
+        ("late.csv", ("\n".join(lines) + "\n").encode(), "text/csv")
+    ).run()
+    at.number_input(key="bulk_sets_count").set_value(2).run()
+    at.text_area(key="bulk_sets_text_0").input(LABELS).run()
+    at.text_area(key="bulk_sets_text_1").input("red\ngreen\nblue").run()
+    at.button(key="bulk_start").click().run()
+    [job] = [j for j in list_jobs(pytest.data_dir) if j.exists()]
+    background_jobs().wait(job, 60)
+    at.run()
+    assert not at.exception
+    keys = {c.key for c in at.get("plotly_chart")}
+    assert keys == {"bulk_counts", "bulk_confidence", "bulk_counts_1", "bulk_confidence_1"}
+    summary = next(d.value for d in at.dataframe if "error" in d.value.columns)
+    assert summary["error"].tolist() == ["HTTP 404"] and summary["rows"].tolist() == [3]
+    for i in (0, 4, 8):  # the images are there now
+        image_server.files[f"late-{i}.png"] = image_server.png
+    at.button(key="bulk_retry").click().run()
+    assert not at.exception
+    assert job.state().rows_failed == 0
+    assert not any("Failed rows" in h.value for h in at.subheader)

@@ -1,0 +1,105 @@
+"""Failed rows of a bulk job: what went wrong, grouped, and a second try of just those rows.
+
+A catalogue job typically loses a few percent of its rows to timeouts, rate limits and dead
+links. Running the whole CSV again would fetch and encode every image again; instead the failed
+rows are copied into a small job of their own (the job folder's `retry/`), run through the same
+pipeline, and their new results are written back in place, so row order, the other rows and
+any human corrections stay exactly as they were.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from core.csv_input import inspect_csv, iter_rows
+from core.download import ImageFetcher
+from core.jobs import JobFolder
+from core.model import ClipClassifier
+from core.pipeline import BulkJob
+from core.review import load_results
+
+RETRY_FOLDER = "retry"
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    """How a retry went: rows tried again, of which now labelled, and still failing."""
+
+    retried: int
+    fixed: int
+    still_failed: int
+
+
+def error_summary(results: pd.DataFrame, url_column: str) -> pd.DataFrame:
+    """Failed rows grouped by their error, most frequent first, with an example image each."""
+    failed = results[results["error"] != ""]
+    if failed.empty:
+        return pd.DataFrame(columns=["error", "rows", "example"])
+    groups = failed.groupby("error", sort=False)
+    summary = pd.DataFrame(
+        {"rows": groups.size(), "example": groups[url_column].first()}
+    ).reset_index()
+    return summary.sort_values(["rows", "error"], ascending=[False, True], kind="stable")
+
+
+def retry_failed_rows(
+    folder: JobFolder, classifier: ClipClassifier, fetcher: ImageFetcher
+) -> RetryOutcome:
+    """Run the job's failed rows again and write their new results in place."""
+    results = load_results(folder)
+    failed = [index for index, error in enumerate(results["error"]) if error]
+    if not failed:
+        return RetryOutcome(0, 0, 0)
+    retry = _retry_job(folder, failed)
+    BulkJob(retry, classifier, fetcher).run()
+    again = pd.read_csv(retry.results_path, dtype=str, keep_default_na=False)
+    merged = results.copy()
+    merged.iloc[failed] = again[list(results.columns)].to_numpy()
+    _rewrite_results(folder, merged)
+    still = int((again["error"] != "").sum())
+    return RetryOutcome(len(failed), len(failed) - still, still)
+
+
+def _retry_job(folder: JobFolder, rows: list[int]) -> JobFolder:
+    """A job folder inside `folder` whose input is the original input's `rows`, same settings."""
+    spec = folder.spec()
+    retry = JobFolder(folder.path / RETRY_FOLDER)
+    retry.path.mkdir(exist_ok=True)
+    retry.reset()
+    wanted = set(rows)
+    columns = inspect_csv(spec.input_csv).columns
+    with open(retry.input_path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for index, row in enumerate(iter_rows(spec.input_csv)):
+            if index in wanted:
+                writer.writerow([row.get(column, "") for column in columns])
+    retry.write_spec(replace(spec, input_csv=str(retry.input_path)).with_input_fingerprint())
+    return retry
+
+
+def _rewrite_results(folder: JobFolder, results: pd.DataFrame) -> None:
+    """Replace results.csv atomically with `results` (written as the pipeline writes rows),
+    and bring the saved state's failure count and byte length up to date."""
+    path = folder.results_path
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".results.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(results.columns)
+            writer.writerows(results.itertuples(index=False, name=None))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    state = folder.state()
+    if state is not None:
+        state.rows_failed = int((results["error"] != "").sum())
+        state.results_bytes = path.stat().st_size
+        folder.write_state(state)

@@ -1,0 +1,50 @@
+"""Failed rows: grouped by error, and retried alone with their results written back in place."""
+
+import pandas as pd
+import pytest
+
+from core.bulk_retry import error_summary, retry_failed_rows
+from core.pipeline import BulkJob
+from core.review import load_corrections, load_results, save_corrections
+from tests.test_pipeline import make_fetcher, make_job
+
+
+@pytest.fixture
+def fetcher():
+    f = make_fetcher()
+    yield f
+    f.close()
+
+
+def test_failed_rows_are_grouped_and_retried_in_place(tmp_path, image_server, classifier, fetcher):
+    late = {2, 5}
+    urls = [
+        image_server.url(f"/files/late-{i}.png" if i in late else f"/img/{i}.png")
+        for i in range(10)
+    ]
+    urls[7] = "not a url"
+    pd.DataFrame({"sku": [f"{i:02d}" for i in range(10)], "image_url": urls}).to_csv(
+        tmp_path / "in.csv", index=False
+    )
+    folder = make_job(tmp_path, tmp_path / "in.csv", batch_size=4)
+    assert BulkJob(folder, classifier, fetcher).run().rows_failed == 3
+    before = load_results(folder)
+    summary = error_summary(before, "image_url")
+    assert summary["error"].tolist() == ["HTTP 404", "only http and https URLs are supported"]
+    assert summary["rows"].tolist() == [2, 1]
+    assert summary["example"].iloc[0] == urls[2]
+    save_corrections(folder, {0: "bags"})
+
+    for i in late:  # the server has the images now
+        image_server.files[f"late-{i}.png"] = image_server.png
+    outcome = retry_failed_rows(folder, classifier, fetcher)
+    assert (outcome.retried, outcome.fixed, outcome.still_failed) == (3, 2, 1)
+    after = load_results(folder)
+    assert after["sku"].tolist() == before["sku"].tolist()
+    assert all(after.loc[i, "predicted_category"] for i in late)
+    assert after.loc[7, "error"] == "only http and https URLs are supported"
+    untouched = [i for i in range(10) if i not in late]
+    pd.testing.assert_frame_equal(after.iloc[untouched], before.iloc[untouched])
+    assert folder.state().rows_failed == 1
+    assert load_corrections(folder) == {0: "bags"}
+    assert image_server.hits["/img/0.png"] == 1  # rows that had worked were not fetched again
