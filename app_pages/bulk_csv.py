@@ -15,7 +15,7 @@ from app_pages.common import (
 )
 from core.bulk_retry import error_summary, retry_failed_rows
 from core.csv_input import CsvInputError, inspect_csv, preview
-from core.errors import short_list
+from core.errors import plural, short_list
 from core.jobs import (
     JobFolder,
     JobSpec,
@@ -111,7 +111,7 @@ def configure_and_start(folder: JobFolder) -> None:
         st.error(str(exc))
         return
     st.dataframe(preview(folder.input_path, 5), hide_index=True)
-    st.caption(f"{info.rows:,} rows · {len(info.columns)} columns")
+    st.caption(f"{plural(info.rows, 'row')} · {plural(len(info.columns), 'column')}")
     url_column = st.selectbox(
         "Column with the image URLs",
         info.columns,
@@ -316,7 +316,7 @@ def show_review_and_downloads(folder: JobFolder, spec: JobSpec, results: pd.Data
     rows = queue["row"].tolist()
     view = pd.DataFrame(
         {
-            "row": rows,
+            "row": [r + 1 for r in rows],  # as a person counts: the first data row is 1
             "image": results[spec.url_column].iloc[rows].tolist(),
             "category": [stored.get(r, model_labels.iloc[r]) for r in rows],
             "model_category": model_labels.iloc[rows].tolist(),
@@ -337,11 +337,11 @@ def show_review_and_downloads(folder: JobFolder, spec: JobSpec, results: pd.Data
             "confidence": st.column_config.NumberColumn(format="%.3f"),
         },
     )
-    shown = dict(zip(edited["row"], edited["category"], strict=True))
+    shown = dict(zip(edited["row"] - 1, edited["category"], strict=True))
     corrections = merge_corrections(stored, shown, {r: model_labels.iloc[r] for r in rows})
     if corrections != stored:
         save_corrections(folder, corrections)
-    st.caption(f"{len(corrections)} rows corrected by hand.")
+    st.caption(f"{plural(len(corrections), 'row')} corrected by hand.")
 
     labelled = with_review(results, corrections, threshold)
     st.dataframe(for_display(labelled), hide_index=True, height=300)

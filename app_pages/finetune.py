@@ -12,7 +12,7 @@ import streamlit as st
 
 from app_pages.common import app_settings, require_classifier
 from core.csv_input import CsvInputError, inspect_csv
-from core.errors import short_list
+from core.errors import plural, short_list
 from core.finetune import TrainingError, estimate_training_seconds, seconds_per_image
 from core.finetune_job import (
     FinetuneFolder,
@@ -132,7 +132,7 @@ def show_class_counts(
     figure.update_layout(title="Images per class", height=320, margin=dict(t=50, b=40))
     st.plotly_chart(figure, key="ft_class_counts")
     st.caption(
-        f"{len(data.items):,} labelled images in {len(counts)} classes"
+        f"{plural(len(data.items), 'labelled image')} in {plural(len(counts), 'class', 'classes')}"
         + (
             f"; {data.skipped:,} rows without an image or label are left out."
             if data.skipped

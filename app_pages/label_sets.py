@@ -20,6 +20,7 @@ from app_pages.common import (
     require_classifier,
     show_prediction,
 )
+from core.errors import plural
 from core.label_store import LabelStoreError, name_key
 from core.labels import (
     DEFAULT_TEMPLATES,
@@ -303,7 +304,7 @@ def import_labels(selected: str, current: LabelSetDocument) -> None:
         name = current.name or (imported.name if kind == "json" else upload.name.rsplit(".", 1)[0])
         restart_editor(selected, replace_fields(merged, name=name, templates=templates))
         added = len(merged.entries) - (0 if replace else len(current.entries))
-        notice(f"Imported {added} labels from '{upload.name}'.")
+        notice(f"Imported {plural(added, 'label')} from '{upload.name}'.")
         st.rerun()
 
 
@@ -351,7 +352,7 @@ def save_and_export(selected: str, current: LabelSetDocument, can_save: bool) ->
             forget(selected)
             forget(written.name)
             select_next(written.name)
-            notice(f"Saved '{written.name}' ({len(written.entries)} labels).")
+            notice(f"Saved '{written.name}' ({plural(len(written.entries), 'label')}).")
             st.rerun()
     if unsaved and selected != NEW_SET:
         save_column.caption("Unsaved changes")

@@ -25,7 +25,7 @@ from PIL import Image
 
 from core.config import Settings, load_settings
 from core.csv_input import inspect_csv
-from core.errors import UserError, short_list
+from core.errors import UserError, plural, short_list
 from core.images import MAX_IMAGE_BYTES, ImageDecodeError, is_http_url, read_image_file
 from core.jobs import JobFolder, JobSpec, JobState, default_batch_size, jobs_root
 from core.label_store import LabelStore, resolve_label_set
@@ -223,11 +223,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     copy_csv_neutralised(folder.results_path, output)
     seconds = time.perf_counter() - started
     skipped_note = f"; {skipped} files that are not images skipped" if skipped else ""
-    print(
-        f"Labelled {state.rows_done} rows ({state.rows_failed} failed) in {seconds:.1f} s "
-        f"-> {output}{skipped_note}",
-        file=sys.stderr,
-    )
+    done = f"{plural(state.rows_done, 'row')} ({state.rows_failed:,} failed)"
+    print(f"Labelled {done} in {seconds:.1f} s -> {output}{skipped_note}", file=sys.stderr)
     return 0
 
 

@@ -137,6 +137,29 @@ def detect_url_column(frame: pd.DataFrame) -> str | None:
     return best
 
 
+_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+
+
+def plain_parser_error(exc: Exception) -> str:
+    """What a CSV parser's complaint means, in words for the person who made the file."""
+    text = str(exc)
+    if match := _FIELDS.search(text):
+        expected, line, saw = match.groups()
+        return (
+            f"line {line} has {saw} values where the header has {expected} (a comma inside a "
+            "value that is not in quotes?)"
+        )
+    if match := _OPEN_QUOTE.search(text):
+        return (
+            f'a quote (") opened on line {int(match.group(1)) + 1} is never closed, so the rest '
+            "of the file reads as one value"
+        )
+    if "No columns to parse" in text:
+        return "it has no header line"
+    return "its lines could not be split into columns"
+
+
 def count_rows(path: str | Path, fmt: CsvFormat | None = None) -> int:
     """Number of data rows (quoted newlines counted correctly, blank lines not), streaming."""
     fmt = fmt or detect_format(path)
@@ -167,7 +190,7 @@ def inspect_csv(path: str | Path, described_as: str | None = None) -> CsvInfo:
             f"{what} could not be decoded as text; save it as a UTF-8 CSV and try again."
         ) from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
-        raise CsvInputError(f"{what} is not a readable CSV ({exc}).") from exc
+        raise CsvInputError(f"{what} is not a readable CSV: {plain_parser_error(exc)}.") from exc
     if rows == 0:
         raise CsvInputError(f"{what} has a header but no rows.")
     return CsvInfo(path, [str(c) for c in head.columns], rows, detect_url_column(head), fmt)

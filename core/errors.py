@@ -1,5 +1,5 @@
-"""The base class of every error whose message is meant for the user as it stands, and a helper
-for naming a few items of a long list in such a message."""
+"""The base class of every error whose message is meant for the user as it stands, and helpers
+for such messages: a few items of a long list, a count with its noun."""
 
 from __future__ import annotations
 
@@ -13,3 +13,9 @@ class UserError(Exception):
 def short_list(items: Sequence[str], limit: int = 8) -> str:
     """The first `limit` items joined by commas, with "…" when there are more (for messages)."""
     return ", ".join(items[:limit]) + (", …" if len(items) > limit else "")
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """ "1 row", "2 rows", "1,200 rows": a count with its noun in the right number."""
+    word = noun if count == 1 else (many or f"{noun}s")
+    return f"{count:,} {word}"

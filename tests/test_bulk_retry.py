@@ -48,3 +48,18 @@ def test_failed_rows_are_grouped_and_retried_in_place(tmp_path, image_server, cl
     assert folder.state().rows_failed == 1
     assert load_corrections(folder) == {0: "bags"}
     assert image_server.hits["/img/0.png"] == 1  # rows that had worked were not fetched again
+
+
+def test_errors_are_explained_in_plain_words():
+    from core.bulk_retry import explain_error
+
+    assert "private network" in explain_error("refused: private address")
+    assert "moved or deleted" in explain_error("HTTP 404")
+    assert "problem of its own" in explain_error("HTTP 503")
+    assert "too slow" in explain_error("timed out after 10 s")
+    assert "log" in explain_error("internal error: KeyError")
+    assert explain_error("something new") == ""
+    results = pd.DataFrame({"image_url": ["a", "b", "c"], "error": ["HTTP 404", "", "HTTP 404"]})
+    summary = error_summary(results, "image_url")
+    assert summary.columns.tolist() == ["error", "rows", "meaning", "example"]
+    assert summary["meaning"].iloc[0] == explain_error("HTTP 404")

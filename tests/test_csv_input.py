@@ -104,3 +104,20 @@ def test_encodings_and_separators_of_spreadsheet_exports(tmp_path, encoding, del
     rows = list(iter_rows(path))
     assert [tuple(r.values()) for r in rows] == ROWS  # text exactly as written, newline kept
     assert preview(path, 2)["title"].tolist() == [ROWS[0][1], ROWS[1][1]]
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("sku,image_url\n1,http://a/x.png\n2,http://a/y.png,extra\n", "line 3 has 3 values where"),
+        ('sku,image_url\n1,"http://a/x.png\n2,http://a/y.png\n', "is never closed"),
+    ],
+)
+def test_an_unreadable_csv_is_explained_in_plain_words(tmp_path, text, words):
+    path = tmp_path / "bad.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CsvInputError) as caught:
+        inspect_csv(path, described_as="The uploaded CSV")
+    message = str(caught.value)
+    assert message.startswith("The uploaded CSV is not a readable CSV: ") and words in message
+    assert "C error" not in message and "tokenizing" not in message
