@@ -35,6 +35,7 @@ from core.training_data import (
 JOB_KEY = "ft_job"
 UPLOAD_KEY = "ft_upload_id"
 DATA_KEY = "ft_data_path"
+DATA_NAME_KEY = "ft_data_name"  # the uploaded file's name or the bulk job's id, for people
 SOURCE_UPLOAD, SOURCE_BULK = "Upload a labelled CSV", "The output of a bulk job"
 METHOD_PROBE = "Linear probe (fast; frozen CLIP + logistic regression)"
 METHOD_CONTRASTIVE = "Fine-tune CLIP contrastively"
@@ -63,6 +64,7 @@ def choose_data() -> str | None:
             path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{upload.file_id[:8]}.csv"
             path.write_bytes(upload.getvalue())
             st.session_state[UPLOAD_KEY], st.session_state[DATA_KEY] = upload.file_id, str(path)
+        st.session_state[DATA_NAME_KEY] = upload.name
         return st.session_state[DATA_KEY]
     jobs = [j for j in list_jobs(settings.data_dir) if j.results_path.is_file()]
     if not jobs:
@@ -73,6 +75,9 @@ def choose_data() -> str | None:
         "Only the rows whose category a person set in the review grid", key="ft_only_human"
     )
     path, rows = bulk_output_as_data(job, only_human)
+    st.session_state[DATA_NAME_KEY] = f"bulk job {job.id}" + (
+        " (human labels)" if only_human else ""
+    )
     st.caption(
         f"{rows:,} rows: the job's results with the corrections from its review grid; use "
         "the image URL column and `predicted_category` as the label."
@@ -163,17 +168,64 @@ def training_settings(
             spec_args["last_n"] = int(right.number_input("N (blocks)", 1, 24, 2, key="ft_last_n"))
         a, b, c, d = st.columns(4)
         spec_args["learning_rate"] = a.number_input(
-            "Learning rate", 1e-7, 1e-2, 1e-5, format="%.0e", key="ft_lr"
+            "Learning rate",
+            1e-7,
+            1e-2,
+            1e-5,
+            format="%.0e",
+            key="ft_lr",
+            help="How big each training step is. CLIP is easily spoiled: 1e-5 is a safe start; "
+            "larger values learn faster but can forget what CLIP knew.",
         )
-        spec_args["epochs"] = int(b.number_input("Epochs", 1, 100, 10, key="ft_epochs"))
-        spec_args["batch_size"] = int(c.number_input("Batch size", 2, 512, 32, key="ft_batch"))
-        spec_args["weight_decay"] = d.number_input("Weight decay", 0.0, 1.0, 0.1, key="ft_wd")
+        spec_args["epochs"] = int(
+            b.number_input(
+                "Epochs", 1, 100, 10, key="ft_epochs", help="How many times to go over the data."
+            )
+        )
+        spec_args["batch_size"] = int(
+            c.number_input(
+                "Batch size",
+                2,
+                512,
+                32,
+                key="ft_batch",
+                help="Images per training step. Larger batches give the contrastive loss more "
+                "examples to compare, and need more memory.",
+            )
+        )
+        spec_args["weight_decay"] = d.number_input(
+            "Weight decay",
+            0.0,
+            1.0,
+            0.1,
+            key="ft_wd",
+            help="Pulls the weights gently towards zero, which keeps a small data set from "
+            "being learnt by heart. 0.1 is usual.",
+        )
         spec_args["patience"] = int(
             st.number_input("Stop early after epochs without improvement", 1, 20, 3, key="ft_pat")
         )
     left, right = st.columns(2)
-    validation = left.slider("Validation share", 0.05, 0.5, 0.2, 0.05, key="ft_val")
-    seed = int(right.number_input("Seed", 0, 10**6, 0, key="ft_seed"))
+    validation = left.slider(
+        "Validation share",
+        0.05,
+        0.5,
+        0.2,
+        0.05,
+        key="ft_val",
+        help="The share of images kept aside to judge zero-shot and the trained model fairly.",
+    )
+    seed = int(
+        right.number_input(
+            "Seed",
+            0,
+            10**6,
+            0,
+            key="ft_seed",
+            help="Decides which images are kept aside and the order of training; the same seed "
+            "gives the same split, so two trainings can be compared.",
+        )
+    )
     name = st.text_input("Name of the trained model", key="ft_name", placeholder="e.g. shoes-probe")
     image, label, caption = columns
     try:
@@ -187,6 +239,7 @@ def training_settings(
             method="probe" if method == METHOD_PROBE else "contrastive",
             validation_fraction=float(validation),
             seed=seed,
+            data_name=st.session_state.get(DATA_NAME_KEY, ""),
             **spec_args,
         ).checked()
     except (TrainingError, ModelNameError) as exc:
@@ -244,14 +297,42 @@ def choose_job() -> FinetuneFolder | None:
     return next(j for j in jobs if j.id == chosen)
 
 
+AXIS_NAMES = {"step": "training step", "epoch": "epoch", "loss": "loss"}
+
+
 def line_chart(events: list[dict], y: str, title: str, kind: str) -> go.Figure:
+    """A training curve: loss per step, or validation accuracy per (whole) epoch."""
     points = [e for e in events if e.get("kind") == kind and e.get(y) is not None]
     x_key = "step" if kind == "step" else "epoch"
     figure = px.line(x=[e[x_key] for e in points], y=[e[y] for e in points], markers=True)
     figure.update_layout(
-        title=title, height=280, margin=dict(t=50, b=40), xaxis_title=x_key, yaxis_title=y
+        title=title,
+        height=280,
+        margin=dict(t=50, b=40),
+        xaxis_title=AXIS_NAMES[x_key],
+        yaxis_title=AXIS_NAMES.get(y, title.lower()),
     )
+    if kind == "epoch":
+        figure.update_xaxes(dtick=1, tick0=1)
+        figure.update_yaxes(tickformat=".0%")
     return figure
+
+
+def training_charts(job: FinetuneFolder) -> None:
+    """Loss and validation accuracy of a contrastive job, or the probe's search, so far."""
+    events = job.progress()
+    columns = st.columns(2)
+    if any(e.get("kind") == "step" for e in events):
+        columns[0].plotly_chart(line_chart(events, "loss", "Training loss", "step"), key="ft_loss")
+        columns[1].plotly_chart(
+            line_chart(events, "val_accuracy", "Validation accuracy", "epoch"), key="ft_val_acc"
+        )
+    elif any(e.get("kind") == "probe" for e in events):
+        probe = pd.DataFrame([e for e in events if e.get("kind") == "probe"])
+        probe = probe.rename(
+            columns={"c": "regularisation C", "val_accuracy": "validation accuracy"}
+        )
+        st.dataframe(probe[["regularisation C", "validation accuracy"]], hide_index=True)
 
 
 @st.fragment(run_every=2.0)
@@ -271,16 +352,7 @@ def live_job(job: FinetuneFolder) -> None:
     if state.steps_total:
         where = f" · epoch {state.epoch}/{state.epochs} · step {state.step}/{state.steps_total}"
     st.progress(min(done, 1.0), text=f"{state.status}: {state.message}{where}{left}")
-    events = job.progress()
-    columns = st.columns(2)
-    if any(e.get("kind") == "step" for e in events):
-        columns[0].plotly_chart(line_chart(events, "loss", "Training loss", "step"), key="ft_loss")
-        columns[1].plotly_chart(
-            line_chart(events, "val_accuracy", "Validation accuracy", "epoch"), key="ft_val_acc"
-        )
-    elif any(e.get("kind") == "probe" for e in events):
-        probe = [e for e in events if e.get("kind") == "probe"]
-        st.dataframe(pd.DataFrame(probe)[["c", "val_accuracy"]], hide_index=True)
+    training_charts(job)
     if st.button("Cancel", key="ft_cancel"):
         job.request_cancel()
         st.toast("Cancelling: the job stops after its current step.")
@@ -358,12 +430,16 @@ def show_result(job: FinetuneFolder) -> None:
 
 def show_job(job: FinetuneFolder) -> None:
     spec, state = job.spec(), job.reconcile()
-    st.caption(f"{spec.method} · model '{spec.name}' from {spec.base_model} · data {spec.data_csv}")
+    st.caption(
+        f"{spec.method} · model '{spec.name}' from {spec.base_model} · data {spec.data_label}"
+    )
     if state is None or state.active:
         live_job(job)
         return
     if state.status == "finished":
         show_result(job)
+        with st.expander("Training curves"):
+            training_charts(job)
     elif state.status == "cancelled":
         st.info(f"Cancelled at epoch {state.epoch}, step {state.step}: {state.message}")
     else:

@@ -87,6 +87,12 @@ class FinetuneSpec:
     patience: int = 3
     template: str = "a photo of a {}."
     allow_local_files: bool = False  # the command line may read image paths; the web page not
+    data_name: str = ""  # what the data is to a person (an uploaded file's name), if not its path
+
+    @property
+    def data_label(self) -> str:
+        """The data as shown to people: its given name, else the file's name."""
+        return self.data_name or Path(self.data_csv).name
 
     def checked(self) -> FinetuneSpec:
         check_model_name(self.name)

@@ -182,3 +182,41 @@ def test_after_start_the_jobs_tab_shows_the_new_job(
     deadline = time.monotonic() + 90
     while new.reconcile().active and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+def test_a_finished_job_keeps_its_curves_with_readable_axes_and_names_its_data(
+    app_env, tmp_path, tiny_model_dir
+):
+    import json
+
+    job, state = run_job(
+        None,
+        tmp_path,
+        base_model=str(tiny_model_dir),
+        method="contrastive",
+        epochs=3,
+        batch_size=8,
+        learning_rate=1e-3,
+        data_name="colours.csv",
+    )
+    assert state.status == "finished"
+    at = finetune_page()
+    assert not at.exception
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    assert {"ft_loss", "ft_val_acc"} <= set(charts)  # still there after the job ended
+    accuracy = charts["ft_val_acc"]["layout"]
+    assert accuracy["xaxis"]["dtick"] == 1 and accuracy["xaxis"]["title"]["text"] == "epoch"
+    assert accuracy["yaxis"]["title"]["text"] == "validation accuracy"
+    assert charts["ft_loss"]["layout"]["xaxis"]["title"]["text"] == "training step"
+    assert any("data colours.csv" in c.value for c in at.caption)
+
+
+def test_training_settings_explain_themselves(app_env, image_server):
+    rows = [(image_server.url(f"/img/{i}.png"), "shoe" if i % 2 else "bag") for i in range(20)]
+    data = pd.DataFrame(rows, columns=["image_url", "label"]).to_csv(index=False).encode()
+    at = finetune_page()
+    at.file_uploader(key="ft_upload").set_value(("labelled.csv", data, "text/csv")).run()
+    at.radio(key="ft_method").set_value("Fine-tune CLIP contrastively").run()
+    for key in ("ft_seed", "ft_wd", "ft_batch", "ft_lr", "ft_epochs"):
+        assert at.number_input(key=key).help, key
+    assert at.slider(key="ft_val").help
