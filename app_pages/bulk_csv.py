@@ -21,6 +21,7 @@ from core.jobs import (
     JobSpec,
     JobState,
     default_batch_size,
+    discard_unstarted,
     find_job,
     list_jobs,
     new_job_folder,
@@ -76,6 +77,8 @@ def choose_job() -> JobFolder | None:
         if upload is None:
             return None
         if st.session_state.get(UPLOAD_KEY) != upload.file_id:
+            if st.session_state.get(JOB_KEY):  # an upload replaced before Start leaves nothing
+                discard_unstarted(JobFolder(st.session_state[JOB_KEY]))
             folder = new_job_folder(settings.data_dir, upload.name)
             folder.input_path.write_bytes(upload.getvalue())
             st.session_state[UPLOAD_KEY] = upload.file_id

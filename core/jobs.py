@@ -192,6 +192,15 @@ def _created(job: JobFolder) -> float:
         return 0.0
 
 
+def discard_unstarted(folder: JobFolder) -> None:
+    """Remove a job folder that was never started (an upload replaced before Start); a
+    started job (one with settings) is never touched."""
+    import shutil
+
+    if folder.path.is_dir() and not folder.exists():
+        shutil.rmtree(folder.path, ignore_errors=True)
+
+
 def find_job(data_dir: str | Path, job_id: str) -> JobFolder | None:
     """The job with this id (a folder name under the jobs root), or None: an id from a page
     address is checked, never used as a path."""

@@ -268,3 +268,18 @@ def test_every_label_set_gets_its_charts_and_failed_rows_can_be_retried(image_se
     assert not at.exception
     assert job.state().rows_failed == 0
     assert not any("Failed rows" in h.value for h in at.subheader)
+
+
+def test_an_upload_replaced_before_start_leaves_no_folder(image_server):
+    at = bulk_page()
+    at.file_uploader(key="bulk_upload").set_value(
+        ("first.csv", products_csv(image_server, rows=3), "text/csv")
+    ).run()
+    jobs = pytest.data_dir / "jobs"
+    [first] = list(jobs.iterdir())
+    at.file_uploader(key="bulk_upload").set_value(
+        ("second.csv", products_csv(image_server, rows=4), "text/csv")
+    ).run()
+    assert not at.exception
+    [second] = list(jobs.iterdir())
+    assert second != first and "second" in second.name
