@@ -20,7 +20,7 @@ from app_pages.common import (
     require_classifier,
     show_prediction,
 )
-from core.errors import plural
+from core.errors import plural, short_list
 from core.label_store import LabelStoreError, name_key
 from core.labels import (
     DEFAULT_TEMPLATES,
@@ -40,7 +40,7 @@ from core.labels import (
 )
 from core.model import truncation_problem
 
-NEW_SET = "➕ New set"
+NEW_SET = "+ New set"  # plain text: an emoji shows as an empty box where no emoji font is
 SELECTED = "ls_selected"
 BASES = "ls_bases"  # set name (or NEW_SET) -> document the editor starts from
 CURRENT = "ls_current"  # set name -> document as edited, kept while other sets are viewed
@@ -180,28 +180,31 @@ def set_actions(selected: str) -> None:
             f"Renamed '{selected}' to '{{}}'.",
             forget_selected=selected,
         )
-    with delete_column:
-        if st.session_state.get(CONFIRM_DELETE) != selected:
-            if st.button("Delete…", key="ls_delete"):
-                st.session_state[CONFIRM_DELETE] = selected
-                st.rerun()
+    if delete_column.button("Delete…", key="ls_delete"):
+        st.session_state[CONFIRM_DELETE] = selected
+        st.rerun()
+    if st.session_state.get(CONFIRM_DELETE) == selected:
+        confirm_delete(selected)
+
+
+def confirm_delete(selected: str) -> None:
+    """The delete confirmation, across the page's width (not squeezed into a column)."""
+    st.warning(f"Delete '{selected}'? This cannot be undone.")
+    yes, no, _rest = st.columns([1, 1, 4])
+    if yes.button("Yes, delete", type="primary", key="ls_delete_yes"):
+        try:
+            label_store().delete(selected)
+        except LabelsError as exc:
+            st.error(str(exc))
         else:
-            st.warning(f"Delete '{selected}'? This cannot be undone.")
-            yes, no = st.columns(2)
-            if yes.button("Yes, delete", type="primary", key="ls_delete_yes"):
-                try:
-                    store.delete(selected)
-                except LabelsError as exc:
-                    st.error(str(exc))
-                else:
-                    forget(selected)
-                    st.session_state.pop(CONFIRM_DELETE, None)
-                    select_next(None)
-                    notice(f"Deleted '{selected}'.")
-                    st.rerun()
-            if no.button("Cancel", key="ls_delete_no"):
-                st.session_state.pop(CONFIRM_DELETE, None)
-                st.rerun()
+            forget(selected)
+            st.session_state.pop(CONFIRM_DELETE, None)
+            select_next(None)
+            notice(f"Deleted '{selected}'.")
+            st.rerun()
+    if no.button("Cancel", key="ls_delete_no"):
+        st.session_state.pop(CONFIRM_DELETE, None)
+        st.rerun()
 
 
 def edit_document(selected: str, base: LabelSetDocument) -> LabelSetDocument:
@@ -240,24 +243,35 @@ def edit_document(selected: str, base: LabelSetDocument) -> LabelSetDocument:
 
 
 def paste_labels(selected: str, current: LabelSetDocument) -> None:
-    with st.expander("Paste many labels"):
-        text = st.text_area("One label per line", key=f"ls_paste_{version(selected)}")
+    key = f"ls_paste_{version(selected)}"
+    with st.expander("Paste many labels", expanded=bool(st.session_state.get(key))):
+        text = st.text_area("One label per line", key=key)
         if st.button("Add to the set", key="ls_paste_add"):
-            labels = parse_labels_text(text)
-            if not labels:
+            pasted = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+            if not pasted:
                 st.warning("Nothing to add: paste one label per line.")
-            else:
-                restart_editor(selected, current.with_labels(labels))
-                notice(f"Added the pasted labels ({len(labels)} given; duplicates skipped).")
-                st.rerun()
+                return
+            updated = current.with_labels(pasted)
+            restart_editor(selected, updated)
+            notice(added_message(len(pasted), len(updated.entries) - len(current.entries)))
+            st.rerun()
+
+
+def added_message(given: int, added: int, source: str = "") -> str:
+    """What an import or paste did, counted: given, new, already in the set."""
+    where = f" from '{source}'" if source else ""
+    existing = given - added
+    already = f"; {plural(existing, 'was', 'were')} already in the set" if existing else ""
+    return f"Added {plural(added, 'label')}{where} ({given:,} given{already})."
 
 
 def import_labels(selected: str, current: LabelSetDocument) -> None:
     """Import from a CSV (a chosen column's unique values), a .txt or this tool's JSON."""
-    with st.expander("Import from a file (CSV, TXT or JSON)"):
-        upload = st.file_uploader(
-            "Label file", type=["csv", "txt", "json"], key=f"ls_import_{version(selected)}"
-        )
+    key = f"ls_import_{version(selected)}"
+    with st.expander(
+        "Import from a file (CSV, TXT or JSON)", expanded=bool(st.session_state.get(key))
+    ):
+        upload = st.file_uploader("Label file", type=["csv", "txt", "json"], key=key)
         if upload is None:
             return
         try:
@@ -281,8 +295,6 @@ def import_labels(selected: str, current: LabelSetDocument) -> None:
                 horizontal=True,
                 key="ls_import_mode",
             )
-            if not st.button("Import", key="ls_import_go"):
-                return
             replace = mode.startswith("Replace")
             if kind == "json":
                 imported = document_from_json(text)
@@ -300,11 +312,22 @@ def import_labels(selected: str, current: LabelSetDocument) -> None:
         except LabelsError as exc:
             st.error(str(exc))
             return
+        st.caption(
+            f"{plural(len(entries), 'label')} in the file: {short_list([e.label for e in entries])}"
+        )
+        if not st.button("Import", key="ls_import_go"):
+            return
         merged = current.with_entries(entries, replace)
         name = current.name or (imported.name if kind == "json" else upload.name.rsplit(".", 1)[0])
         restart_editor(selected, replace_fields(merged, name=name, templates=templates))
-        added = len(merged.entries) - (0 if replace else len(current.entries))
-        notice(f"Imported {plural(added, 'label')} from '{upload.name}'.")
+        if replace:
+            notice(
+                f"Replaced the labels with the {plural(len(merged.entries), 'label')} of "
+                f"'{upload.name}'."
+            )
+        else:
+            added = len(merged.entries) - len(current.entries)
+            notice(added_message(len(entries), added, upload.name))
         st.rerun()
 
 
@@ -322,7 +345,12 @@ def truncation_warning(current: LabelSetDocument) -> str | None:
 
 
 def validation(selected: str, current: LabelSetDocument) -> bool:
-    """Show what blocks saving; offer to merge duplicates. True when the set can be saved."""
+    """Show what blocks saving; offer to merge duplicates. True when the set can be saved.
+    A new set nobody has typed into yet gets a hint, not warnings."""
+    cleaned = current.cleaned()
+    if selected == NEW_SET and not cleaned.name and not cleaned.entries:
+        st.caption("Give the new set a name and some labels, then save it.")
+        return False
     check = current.check()
     for error in check.errors:
         st.warning(error)

@@ -261,8 +261,11 @@ class LabelSetDocument:
         return LabelSetDocument(self.name, (*current, *added), self.templates, self.description)
 
     def with_labels(self, labels: Iterable[str], replace: bool = False) -> LabelSetDocument:
-        """Labels added as enabled rows, as with_entries does."""
-        return self.with_entries((LabelEntry(label) for label in clean_labels(labels)), replace)
+        """Labels added as enabled rows, as with_entries does. Only exact repeats are dropped:
+        labels that differ in case ("Mug", "mug") both stay, to be flagged, not merged
+        silently."""
+        unique = dict.fromkeys(label.strip() for label in labels if label.strip())
+        return self.with_entries((LabelEntry(label) for label in unique), replace)
 
     def to_label_set(self) -> LabelSet:
         """The enabled labels as a LabelSet for classification; LabelsError when unusable."""

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from core.label_store import LabelStore, name_key
 from tests.conftest import ROOT
 
-NEW_SET = "➕ New set"  # app_pages/label_sets.py (a page script: importing it would run it)
+NEW_SET = "+ New set"  # app_pages/label_sets.py (a page script: importing it would run it)
 
 
 def label_sets_page() -> AppTest:
@@ -173,3 +173,37 @@ def test_try_it_scores_the_set_as_edited_before_saving(store, image_server):
         "red thing",
     ]
     assert "Trial" not in store.names()
+
+
+def test_a_new_set_starts_without_warnings_and_pasting_flags_case_twins(store):
+    at = label_sets_page()
+    at.selectbox(key="ls_selected").select(NEW_SET).run()
+    assert not at.warning  # nothing typed yet: a hint, not two warnings
+    assert any("Give the new set a name" in c.value for c in at.caption)
+    assert at.button(key="ls_save").disabled
+    text_input(at, "Name").input("Mugs").run()
+    at.text_area(key="ls_paste_0").input("Mug\nmug\nCup\nCup").run()
+    at.button(key="ls_paste_add").click().run()
+    assert editor_labels(at) == ["Mug", "mug", "Cup"]
+    assert any('"Mug" / "mug"' in w.value for w in at.warning)  # flagged, not merged
+    assert any("Added 3 labels (3 given)" in s.value for s in at.success)
+
+
+def test_import_previews_the_file_and_counts_what_was_new(store):
+    at = label_sets_page()
+    new_set(at, "Shoes", [{"label": "boot"}, {"label": "sandal"}])
+    data = b"label\nboot\nsandal\nclog\nmule\n"
+    at.file_uploader(key="ls_import_0").set_value(("shoes.csv", data, "text/csv")).run()
+    assert any("4 labels in the file: boot, sandal, clog, mule" in c.value for c in at.caption)
+    at.button(key="ls_import_go").click().run()
+    notices = " ".join(s.value for s in at.success)
+    assert "Added 2 labels from 'shoes.csv' (4 given; 2 were already in the set)" in notices
+
+
+def test_the_delete_confirmation_has_the_page_width(store):
+    at = label_sets_page()
+    at.button(key="ls_delete").click().run()
+    assert at.button(key="ls_delete_yes") and at.button(key="ls_delete_no")
+    assert any(w.value.startswith("Delete '") for w in at.warning)
+    in_columns = [w.value for column in at.columns for w in column.warning]
+    assert not any(value.startswith("Delete '") for value in in_columns)  # not squeezed

@@ -292,5 +292,7 @@ def test_adding_rows_skips_labels_already_there_and_keeps_new_duplicates_for_rev
     added = doc.with_entries([LabelEntry("boot "), LabelEntry("Sandal"), LabelEntry("sandal")])
     assert [e.label for e in added.entries] == ["Boot", "Sandal", "sandal"]
     assert added.check().duplicates == (("Sandal", "sandal"),)  # flagged, not silently dropped
-    assert [e.label for e in doc.with_labels(["boot", "Clog", "clog"]).entries] == ["Boot", "Clog"]
+    pasted = doc.with_labels(["boot", "Clog", "clog", "Clog"])  # pasting merges nothing silently
+    assert [e.label for e in pasted.entries] == ["Boot", "Clog", "clog"]
+    assert pasted.check().duplicates == (("Clog", "clog"),)
     assert [e.label for e in doc.with_labels(["Clog"], replace=True).entries] == ["Clog"]
