@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -16,6 +18,7 @@ from app_pages.common import (
 from core.bulk_retry import error_summary, retry_failed_rows
 from core.csv_input import CsvInputError, inspect_csv, preview
 from core.errors import plural, short_list
+from core.examples import EXAMPLE_CSV, example_categories
 from core.jobs import (
     JobFolder,
     JobSpec,
@@ -27,6 +30,7 @@ from core.jobs import (
     new_job_folder,
 )
 from core.labels import LabelSet
+from core.model import ClipClassifier
 from core.pipeline import SetColumns, result_columns
 from core.review import (
     confidence_values,
@@ -51,6 +55,25 @@ def describe(job: JobFolder) -> str:
     status = state.status if state else "not started"
     done = f"{state.rows_done:,}/{state.rows_total:,} rows" if state else ""
     return f"{job.id} · {status} {done}".strip()
+
+
+def start_example(classifier: ClipClassifier) -> None:
+    """A job over the example products CSV with the example categories (or, for a linear
+    probe, its own classes), started at once and opened."""
+    folder = new_job_folder(app_settings().data_dir, "example-products")
+    shutil.copyfile(EXAMPLE_CSV, folder.input_path)
+    categories = classifier.classes or tuple(example_categories())
+    spec = JobSpec(
+        input_csv=str(folder.input_path),
+        url_column="image_url",
+        label_sets=(LabelSet("category", tuple(categories)),),
+        model=classifier.name,
+        batch_size=default_batch_size(classifier.device.type),
+    ).with_input_fingerprint()
+    folder.write_spec(spec)
+    background_jobs().start(folder, classifier, job_fetch_options(classifier))
+    st.session_state[JOB_KEY] = str(folder.path)
+    st.session_state["bulk_source"] = SOURCE_EARLIER
 
 
 def reopen_from_address() -> None:
@@ -371,7 +394,14 @@ st.caption(
     "Label every row of a CSV of product image URLs. The job runs in the background: you can "
     "leave this page or refresh it and come back; finished and stopped jobs can be downloaded."
 )
-require_classifier()
+classifier = require_classifier()
+st.button(
+    "Try an example",
+    key="bulk_try_example",
+    on_click=start_example,
+    args=(classifier,),
+    help="Label the eight example products that come with the app (works offline).",
+)
 job = choose_job()
 if job is not None:
     if job.exists():

@@ -19,6 +19,7 @@ from PIL import Image
 from core.config import Settings, SettingsError, load_settings
 from core.download import FetchOptions, ImageFetcher
 from core.errors import short_list
+from core.examples import example_image, example_names
 from core.images import ImageDecodeError, decode_image
 from core.job_runner import BackgroundJobs
 from core.label_store import LabelStore
@@ -49,7 +50,7 @@ NO_TRAINED_MODEL = "—"
 _FAILURES_KEY = "model_failures"
 _WORKING_KEY = "model_working"  # the last model that loaded in this session
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
-SOURCE_URL, SOURCE_UPLOAD = "Paste a URL", "Upload a file"
+SOURCE_URL, SOURCE_UPLOAD, SOURCE_EXAMPLE = "Paste a URL", "Upload a file", "An example"
 FROM_SAVED = "A saved label set"
 PRECISION_NAMES = {
     torch.float32: "full",
@@ -265,8 +266,14 @@ def image_input(key: str) -> tuple[Image.Image | None, str]:
     Returns the image (None when there is none yet or it failed) and a short description.
     """
     source = st.radio(
-        "Image source", [SOURCE_URL, SOURCE_UPLOAD], horizontal=True, key=f"{key}_source"
+        "Image source",
+        [SOURCE_URL, SOURCE_UPLOAD, SOURCE_EXAMPLE],
+        horizontal=True,
+        key=f"{key}_source",
     )
+    if source == SOURCE_EXAMPLE:
+        name = st.selectbox("Example product", example_names(), key=f"{key}_example")
+        return example_image(name), f"example: {name}"
     if source == SOURCE_URL:
         url = st.text_input(
             "Image URL", key=f"{key}_url", placeholder="https://example.com/product.jpg"

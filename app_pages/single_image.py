@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.common import image_input, require_classifier, saved_label_set, show_prediction
+from app_pages.common import (
+    SOURCE_EXAMPLE,
+    image_input,
+    loaded_classifier,
+    saved_label_set,
+    show_prediction,
+)
+from core.examples import example_categories, example_names
 from core.labels import (
     DEFAULT_TEMPLATES,
     LabelsError,
@@ -21,9 +28,8 @@ TYPED, SAVED, OWN = "Type them", "A saved label set", "The model's own classes"
 
 def typed_labels() -> LabelSet | None:
     """Labels and templates typed on this page; None (reason shown) when unusable."""
-    labels_text = st.text_area(
-        "Candidate labels, one per line", value=EXAMPLE_LABELS, height=200, key="single_labels"
-    )
+    st.session_state.setdefault("single_labels", EXAMPLE_LABELS)  # "Try an example" sets it
+    labels_text = st.text_area("Candidate labels, one per line", height=200, key="single_labels")
     with st.expander("Prompt templates"):
         templates_text = st.text_area(
             "One template per line; {} is replaced by the label. Several are averaged.",
@@ -39,19 +45,29 @@ def typed_labels() -> LabelSet | None:
     return LabelSet("labels", tuple(labels), tuple(templates))
 
 
+def try_an_example() -> None:
+    """Fill the page with an example product and the categories that go with the examples."""
+    st.session_state["single_source"] = SOURCE_EXAMPLE
+    st.session_state["single_example"] = example_names()[0]
+    st.session_state["single_labels_source"] = TYPED
+    st.session_state["single_labels"] = "\n".join(example_categories())
+
+
 st.title("Single image")
 st.caption(
     "Check what CLIP sees in one product image: give the image and the labels it could have. "
     "Scores are relative: they say how much better each label fits than the others."
 )
-classifier = require_classifier()
+st.button("Try an example", key="single_try_example", on_click=try_an_example)
+classifier = loaded_classifier()
 
 image_column, labels_column = st.columns(2, gap="large")
 with labels_column:
-    own = classifier.classes
+    own = classifier.classes if classifier is not None else None
     sources = [OWN, TYPED, SAVED] if own else [TYPED, SAVED]
-    if st.session_state.get("single_model_seen") != classifier.name:
-        st.session_state["single_model_seen"] = classifier.name  # a newly chosen model: its
+    model_name = classifier.name if classifier is not None else None
+    if st.session_state.get("single_model_seen") != model_name:
+        st.session_state["single_model_seen"] = model_name  # a newly chosen model: its
         st.session_state["single_labels_source"] = sources[0]  # own classes come first
     source = st.radio("Labels", sources, horizontal=True, key="single_labels_source")
     if source == OWN and own:
@@ -62,6 +78,9 @@ with labels_column:
 with image_column:
     image, description = image_input("single")
 
+if classifier is None:
+    st.info("No model is loaded yet: see the message in the sidebar, then choose a model.")
+    st.stop()
 if label_set is None:
     st.stop()
 

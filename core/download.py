@@ -29,6 +29,7 @@ from urllib3.util.retry import Retry
 
 from core.config import DEFAULT_IMAGE_CACHE_MB, Settings
 from core.deadline import Watchdog, current_deadline, deadline_scope
+from core.examples import EXAMPLE_SCHEME, example_path
 from core.image_cache import ImageCache
 from core.images import (
     MAX_IMAGE_BYTES,
@@ -286,6 +287,8 @@ class ImageFetcher:
         source = (source or "").strip()
         if not source:
             return FetchResult(source, error="no URL given")
+        if source.startswith(EXAMPLE_SCHEME):
+            return self._read_example(source)
         if self.options.allow_local_files and not is_http_url(source):
             return self._read_local(source)
         cached = self._read_cache(source)
@@ -313,6 +316,13 @@ class ImageFetcher:
         except ImageDecodeError as exc:
             return FetchResult(source, error=str(exc))
         return FetchResult(source, image=image)
+
+    def _read_example(self, source: str) -> FetchResult:
+        """One of the app's own example images (`example:NAME.png`), and nothing else."""
+        path = example_path(source)
+        if path is None:
+            return FetchResult(source, error="no such example image")
+        return self._read_local(str(path))
 
     def _download_within_deadline(self, url: str) -> tuple[bytes, str]:
         """_download under one deadline for everything from connecting to the last byte."""

@@ -283,3 +283,20 @@ def test_an_upload_replaced_before_start_leaves_no_folder(image_server):
     assert not at.exception
     [second] = list(jobs.iterdir())
     assert second != first and "second" in second.name
+
+
+def test_try_an_example_labels_the_example_products_offline():
+    at = bulk_page()
+    at.button(key="bulk_try_example").click().run()
+    assert not at.exception
+    [job] = [j for j in list_jobs(pytest.data_dir) if j.exists()]
+    assert at.session_state["bulk_job_path"] == str(job.path)  # the example job is open
+    background_jobs().wait(job, 60)
+    state = job.state()
+    assert state.status == "finished" and state.rows_done == 8 and state.rows_failed == 0
+    again = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    again.query_params["job"] = job.id
+    again.run().switch_page("app_pages/bulk_csv.py")
+    again.query_params["job"] = job.id
+    again.run()
+    assert any("8 / 8 rows" in s.value for s in again.success)

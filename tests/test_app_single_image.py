@@ -148,7 +148,8 @@ def test_switching_to_a_missing_model_explains_and_does_not_crash(app_env, tmp_p
     assert "does not exist" in sidebar_errors[0]
     assert any("No model is loaded" in i.value for i in at.info)
     assert at.sidebar.button(key="retry_model")
-    assert not at.text_area  # the page stops before asking for labels
+    assert at.text_area(key="single_labels")  # the page still shows what it does and asks
+    assert at.radio(key="single_source")
 
 
 def test_a_failed_model_is_not_retried_until_asked(app_env, tmp_path, monkeypatch):
@@ -265,3 +266,14 @@ def test_many_labels_show_scores_that_can_be_told_apart(app_env, image_server):
     assert chart_spec(at)["layout"]["xaxis"]["range"][1] < 1.0  # the axis fits the scores
     heading = at.markdown[0].value
     assert heading.startswith("### a rather long") and bar["text"][0] in heading
+
+
+def test_try_an_example_works_offline(app_env):
+    at = start_app()
+    at.button(key="single_try_example").click().run()
+    assert not at.exception and not at.warning
+    assert at.radio(key="single_source").value == "An example"
+    bar = chart_spec(at)["data"][0]
+    assert len(bar["y"]) == 5 and "t-shirt" in at.text_area(key="single_labels").value
+    assert at.selectbox(key="single_example").value == "bottle"  # the first example
+    assert at.markdown[0].value.startswith("### ")  # its prediction

@@ -301,3 +301,14 @@ def test_local_files_are_read_only_when_allowed(tmp_path, image_server):
     (tmp_path / "notes.txt").write_text("hello")
     assert local.fetch(str(tmp_path / "notes.txt")).error == "not an image"
     assert local.fetch(image_server.url("/red.png")).ok  # URLs still work beside paths
+
+
+def test_example_images_are_read_from_the_examples_folder_only(fetcher):
+    from core.examples import EXAMPLE_CSV, example_categories, example_names
+
+    assert fetcher.fetch("example:mug.png").ok
+    for bad in ("example:../examples.py", "example:/etc/passwd", "example:nope.png", "example:"):
+        assert fetcher.fetch(bad).error == "no such example image", bad
+    assert len(example_names()) == 8 and "mug" in example_categories()
+    rows = EXAMPLE_CSV.read_text().splitlines()[1:]
+    assert len(rows) == 8 and all(fetcher.fetch(row.split(",")[-1]).ok for row in rows)
