@@ -36,12 +36,14 @@ from core.review import (
     confidence_values,
     csv_bytes,
     for_display,
+    gallery_rows,
     load_corrections,
     load_results,
     merge_corrections,
     parquet_bytes,
     review_queue,
     save_corrections,
+    thumbnail_source,
     with_review,
 )
 
@@ -267,8 +269,60 @@ def show_results(folder: JobFolder, spec: JobSpec, state: JobState) -> None:
         for index, (tab, columns) in enumerate(zip(tabs, sets, strict=True)):
             with tab:
                 show_charts(results, columns, index)
+    show_gallery(folder, spec, results)
     show_failures(folder, spec, results)
     show_review_and_downloads(folder, spec, results)
+
+
+ALL_CATEGORIES = "All categories"
+
+
+def show_gallery(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> None:
+    """The labelled products as pictures, by category: filter, enlarge, correct."""
+    st.subheader("Gallery by category")
+    corrections = load_corrections(folder)
+    counts = gallery_rows(results, corrections, spec.url_column)["category"].value_counts()
+    left, middle, right = st.columns([2, 2, 1])
+    chosen = left.selectbox(
+        "Category",
+        [ALL_CATEGORIES, *counts.index],
+        format_func=lambda c: c if c == ALL_CATEGORIES else f"{c} ({counts[c]:,})",
+        key="bulk_gallery_category",
+    )
+    low, high = middle.slider(
+        "Confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="bulk_gallery_confidence"
+    )
+    shown = int(right.number_input("Show", 6, 600, 24, step=6, key="bulk_gallery_count"))
+    category = None if chosen == ALL_CATEGORIES else chosen
+    rows = gallery_rows(results, corrections, spec.url_column, category, (low, high))
+    st.caption(f"{plural(len(rows), 'product')}; click Open to enlarge one and correct it.")
+    grid = st.columns(6)
+    for index, item in enumerate(rows.head(shown).itertuples(index=False)):
+        with grid[index % 6]:
+            source = thumbnail_source(item.image)
+            if source:
+                st.image(source, width="stretch")
+            st.caption(f"{item.category} · {item.confidence:.0%}")
+            if st.button("Open", key=f"bulk_gallery_open_{item.row}"):
+                model_label = results["predicted_category"].iloc[item.row]
+                enlarge(folder, spec, item._asdict(), model_label)
+
+
+@st.dialog("Product", width="large")
+def enlarge(folder: JobFolder, spec: JobSpec, item: dict, model_label: str) -> None:
+    """One product large, with its category to correct."""
+    source = thumbnail_source(item["image"])
+    if source:
+        st.image(source, width="stretch")
+    st.caption(f"Row {item['row'] + 1} · confidence {item['confidence']:.1%} · {item['image']}")
+    labels = list(spec.label_sets[0].labels)
+    current = labels.index(item["category"]) if item["category"] in labels else 0
+    chosen = st.selectbox("Category", labels, index=current, key="bulk_gallery_fix")
+    if st.button("Save", type="primary", key="bulk_gallery_save"):
+        stored = load_corrections(folder)
+        updated = merge_corrections(stored, {item["row"]: chosen}, {item["row"]: model_label})
+        save_corrections(folder, updated)
+        st.rerun()
 
 
 def show_charts(results: pd.DataFrame, columns: SetColumns, index: int) -> None:
@@ -343,7 +397,7 @@ def show_review_and_downloads(folder: JobFolder, spec: JobSpec, results: pd.Data
     view = pd.DataFrame(
         {
             "row": [r + 1 for r in rows],  # as a person counts: the first data row is 1
-            "image": results[spec.url_column].iloc[rows].tolist(),
+            "image": [thumbnail_source(u) for u in results[spec.url_column].iloc[rows]],
             "category": [stored.get(r, model_labels.iloc[r]) for r in rows],
             "model_category": model_labels.iloc[rows].tolist(),
             "confidence": queue["confidence"].tolist(),

@@ -7,11 +7,13 @@ for every row whether its category came from the model or from a human (`label_s
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
 import pandas as pd
 
+from core.images import is_http_url
 from core.jobs import JobFolder
 from core.spreadsheet_safety import neutralise_frame
 from core.storage import atomic_write_json, read_json
@@ -84,6 +86,50 @@ def review_queue(results: pd.DataFrame, limit: int) -> pd.DataFrame:
     queue = pd.DataFrame({"row": range(len(results)), "confidence": confidence})
     queue = queue[queue["confidence"].notna()].sort_values(["confidence", "row"], kind="stable")
     return queue.head(limit).reset_index(drop=True)
+
+
+def gallery_rows(
+    results: pd.DataFrame,
+    corrections: dict[int, str],
+    image_column: str,
+    category: str | None = None,
+    confidence: tuple[float, float] = (0.0, 1.0),
+) -> pd.DataFrame:
+    """Labelled rows for the gallery: `row`, `image`, `category` (a person's correction when
+    there is one), `confidence`; only `category` (None: all) and confidences in the range,
+    most confident first within each category."""
+    scores = confidence_values(results)
+    labels = results["predicted_category"].copy()
+    for row, label in corrections.items():
+        if 0 <= row < len(labels) and labels.iloc[row]:
+            labels.iloc[row] = label
+    frame = pd.DataFrame(
+        {
+            "row": range(len(results)),
+            "image": results[image_column],
+            "category": labels,
+            "confidence": scores,
+        }
+    )
+    low, high = confidence
+    keep = frame["confidence"].notna() & frame["confidence"].between(low, high)
+    if category is not None:
+        keep &= frame["category"] == category
+    chosen = frame[keep].sort_values(["category", "confidence"], ascending=[True, False])
+    return chosen.reset_index(drop=True)
+
+
+def thumbnail_source(reference: str) -> str | None:
+    """What a browser can show for a row's image: an http(s) URL as it is, an example image
+    as a data URL; None for anything else (the web pages never read local paths)."""
+    from core.examples import example_path
+
+    if is_http_url(reference):
+        return reference.strip()
+    path = example_path(reference)
+    if path is None:
+        return None
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def readable_top(cell: str) -> str:

@@ -300,3 +300,27 @@ def test_try_an_example_labels_the_example_products_offline():
     again.query_params["job"] = job.id
     again.run()
     assert any("8 / 8 rows" in s.value for s in again.success)
+
+
+def test_the_gallery_shows_products_by_category_and_filters_them():
+    at = bulk_page()
+    at.button(key="bulk_try_example").click().run()
+    [job] = [j for j in list_jobs(pytest.data_dir) if j.exists()]
+    background_jobs().wait(job, 60)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["job"] = job.id
+    at.run().switch_page("app_pages/bulk_csv.py")
+    at.query_params["job"] = job.id
+    at.run()
+    assert not at.exception
+    opens = [b for b in at.button if b.key and b.key.startswith("bulk_gallery_open_")]
+    assert len(opens) == 8
+    categories = at.selectbox(key="bulk_gallery_category").options
+    assert categories[0] == "All categories" and len(categories) >= 2
+    first = at.selectbox(key="bulk_gallery_category").options[1]
+    at.selectbox(key="bulk_gallery_category").set_value(first.rsplit(" (", 1)[0]).run()
+    count = int(first.rsplit("(", 1)[1].rstrip(")"))
+    opens = [b for b in at.button if b.key and b.key.startswith("bulk_gallery_open_")]
+    assert len(opens) == count  # only that category (the random test model may pick one for all)
+    at.slider(key="bulk_gallery_confidence").set_value((0.99, 1.0)).run()
+    assert not [b for b in at.button if b.key and b.key.startswith("bulk_gallery_open_")]

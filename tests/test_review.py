@@ -57,3 +57,33 @@ def test_top_categories_are_shown_readably_and_downloads_keep_the_json():
     shown = for_display(frame)
     assert shown["top_categories"][0] == shown["colour_top_categories"][0] == readable_top(cell)
     assert shown["x"][0] == cell and frame["top_categories"][0] == cell
+
+
+def test_the_gallery_filters_by_category_and_confidence_and_shows_corrections():
+    import pandas as pd
+
+    from core.review import gallery_rows
+
+    results = pd.DataFrame(
+        {
+            "image_url": ["u0", "u1", "u2", "u3", "u4"],
+            "predicted_category": ["shoes", "bags", "shoes", "", "shoes"],
+            "confidence": ["0.9", "0.5", "0.3", "", "0.6"],
+        }
+    )
+    everything = gallery_rows(results, {}, "image_url")
+    assert everything["row"].tolist() == [1, 0, 4, 2]  # by category, most confident first
+    shoes = gallery_rows(results, {2: "bags"}, "image_url", "shoes", (0.5, 1.0))
+    assert shoes["row"].tolist() == [0, 4]
+    bags = gallery_rows(results, {2: "bags"}, "image_url", "bags")
+    assert bags["row"].tolist() == [1, 2]  # a person's correction moves a row
+    assert gallery_rows(results, {3: "bags"}, "image_url", "bags")["row"].tolist() == [1]
+
+
+def test_thumbnails_are_urls_or_example_data_never_local_paths():
+    from core.review import thumbnail_source
+
+    assert thumbnail_source(" https://shop.example/a.jpg ") == "https://shop.example/a.jpg"
+    assert thumbnail_source("example:mug.png").startswith("data:image/png;base64,iVBOR")
+    assert thumbnail_source("/etc/passwd") is None
+    assert thumbnail_source("example:../examples.py") is None
