@@ -53,10 +53,12 @@ SOURCE_UPLOAD, SOURCE_EARLIER = "Upload a CSV", "Open an earlier job"
 
 
 def describe(job: JobFolder) -> str:
+    """A job in the list: its id, state and size. Rows done are left out: a label that changed
+    with every row would make the picker lose its selection while a job runs."""
     state = job.state()
-    status = state.status if state else "not started"
-    done = f"{state.rows_done:,}/{state.rows_total:,} rows" if state else ""
-    return f"{job.id} · {status} {done}".strip()
+    if state is None:
+        return f"{job.id} · not started"
+    return f"{job.id} · {state.status} · {plural(state.rows_total, 'row')}"
 
 
 def start_example(classifier: ClipClassifier) -> None:
@@ -76,6 +78,11 @@ def start_example(classifier: ClipClassifier) -> None:
     background_jobs().start(folder, classifier, job_fetch_options(classifier))
     st.session_state[JOB_KEY] = str(folder.path)
     st.session_state["bulk_source"] = SOURCE_EARLIER
+
+
+def pick_job() -> None:
+    """The job picked in the list becomes the session's job."""
+    st.session_state[JOB_KEY] = str(st.session_state["bulk_earlier"].path)
 
 
 def reopen_from_address() -> None:
@@ -115,12 +122,15 @@ def choose_job() -> JobFolder | None:
             return None
         current = st.session_state.get(JOB_KEY)
         paths = [str(job.path) for job in jobs]
+        # The session's job is set as the picker's value on every run, so that the picker
+        # shows it with its state as it is now (a job's label changes when it finishes).
+        st.session_state["bulk_earlier"] = jobs[paths.index(current) if current in paths else 0]
         picked = st.selectbox(
             "Earlier jobs (newest first)",
             jobs,
             format_func=describe,
             key="bulk_earlier",
-            index=paths.index(current) if current in paths else 0,
+            on_change=pick_job,
         )
         st.session_state[JOB_KEY] = str(picked.path)
     path = st.session_state.get(JOB_KEY)

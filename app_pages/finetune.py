@@ -423,7 +423,7 @@ def show_result(job: FinetuneFolder) -> None:
                     st.image(item["image"], width="stretch")
                 st.caption(f"true **{item['truth']}**, predicted {item['predicted']}")
     st.success(
-        f"Saved as model '{job.spec().name}': pick it in the sidebar's Trained models, or use "
+        f"Saved as model '{job.spec().name}': pick it in the sidebar's Known models, or use "
         f"`--model {job.spec().name}` on the command line."
     )
 

@@ -39,12 +39,18 @@ def images() -> Iterator[ImageServer]:
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The served app's data folder."""
+    return tmp_path_factory.mktemp("e2e-data")
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model_dir: Path, data_dir: Path) -> Iterator[str]:
     env = dict(
         os.environ,
         CLIPLAB_MODEL=str(tiny_model_dir),
         CLIPLAB_DEVICE="cpu",
-        CLIPLAB_DATA_DIR=str(tmp_path_factory.mktemp("e2e-data")),
+        CLIPLAB_DATA_DIR=str(data_dir),
         CLIPLAB_ALLOW_PRIVATE_URLS="1",
         HF_HUB_OFFLINE="1",
     )
@@ -115,6 +121,98 @@ def test_bulk_csv_runs_to_the_end_and_downloads_every_row(
     assert [r["sku"] for r in out] == [f"{i:03d}" for i in range(rows)]
     assert all(r["error"] == "HTTP 404" for r in out[9::10])
     assert all(r["predicted_category"] in {"shoes", "bags", "hats"} for r in out if not r["error"])
+    assert "Traceback" not in page.content()
+
+
+def test_the_example_csv_runs_to_the_end_and_the_gallery_corrects_a_product(
+    page: Page, app_url: str
+):
+    page.get_by_role("link", name="Bulk CSV").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Try an example").click()
+    page.get_by_text("8 / 8 rows").first.wait_for()
+    wait_idle(page)
+    page.get_by_text("Gallery by category").wait_for()
+    thumbnails = page.locator("[data-testid=stImage] img")
+    thumbnails.nth(7).wait_for()
+    wait_idle(page)
+    assert thumbnails.count() == 8
+    assert all(
+        (thumbnails.nth(i).get_attribute("src") or "").startswith(("data:image/png", "/media"))
+        for i in range(8)
+    )
+    page.locator("[class*='st-key-bulk_gallery_open_'] button").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    dialog.get_by_text("Row ").first.wait_for()
+    dialog.locator("[data-testid=stSelectbox]").click()
+    page.get_by_role("option", name="lamp").click()
+    dialog.get_by_role("button", name="Save").click()
+    wait_idle(page)
+    page.get_by_text("1 row corrected by hand").wait_for()
+    assert "Traceback" not in page.content()
+
+
+def test_a_refresh_during_a_job_comes_back_to_it(page: Page, images: ImageServer, tmp_path):
+    source = tmp_path / "slow.csv"
+    lines = ["sku,image_url"] + [f"{i},{images.url(f'/paced/{i}.png')}" for i in range(40)]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    page.get_by_role("link", name="Bulk CSV").click()
+    wait_idle(page)
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").first.set_input_files(str(source))
+    page.get_by_label("One category per line").fill("shoes\nbags\nhats")
+    page.get_by_label("One category per line").press("Control+Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Start labelling").click()
+    page.get_by_role("button", name="Stop").wait_for()
+    assert "job=" in page.url
+    page.reload()
+    page.wait_for_selector(IDLE)
+    page.get_by_text("40 / 40 rows").first.wait_for()  # the same job, not an empty form
+    assert "Traceback" not in page.content()
+
+
+def test_fine_tuning_with_a_trained_model_selected(
+    page: Page, images: ImageServer, data_dir: Path, tiny_model_dir: Path, tmp_path: Path
+):
+    from core.config import Settings
+    from core.finetune_job import FinetuneSpec, new_finetune_folder, run_finetune
+    from tests.test_finetune import labelled_csv
+
+    settings = Settings(data_dir=data_dir, device="cpu")
+    probe = FinetuneSpec(
+        data_csv=str(labelled_csv(tmp_path)),
+        image_column="image",
+        label_column="label",
+        name="colours",
+        base_model=str(tiny_model_dir),
+        allow_local_files=True,
+        validation_fraction=0.3,
+    )
+    assert run_finetune(new_finetune_folder(data_dir, probe), settings).status == "finished"
+    page.reload()
+    page.wait_for_selector(IDLE)
+    page.locator(".st-key-trained_model").click()
+    page.get_by_role("option", name="colours").click()
+    wait_idle(page)
+    page.get_by_text("A linear probe with its own 3 classes").wait_for()
+    source = tmp_path / "bags.csv"
+    lines = ["image_url,kind"] + [
+        f"{images.url(f'/img/{i}.png')},{'shoe' if i % 2 else 'bag'}" for i in range(20)
+    ]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    page.get_by_role("link", name="Fine-tune").click()
+    wait_idle(page)
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").first.set_input_files(str(source))
+    wait_idle(page)
+    page.get_by_label("Name of the trained model").fill("bags")
+    page.get_by_label("Name of the trained model").press("Enter")
+    wait_idle(page)
+    page.get_by_text("Base model: 'colours' is a linear probe").wait_for()
+    page.get_by_role("button", name="Start training").click()
+    wait_idle(page)
+    page.get_by_role("tab", name="Jobs").click()
+    page.get_by_text("Saved as model 'bags'").wait_for(timeout=120_000)
     assert "Traceback" not in page.content()
 
 
