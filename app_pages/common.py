@@ -18,7 +18,7 @@ from PIL import Image
 
 from core.config import Settings, SettingsError, load_settings
 from core.download import FetchOptions, ImageFetcher
-from core.errors import short_list
+from core.errors import explain_error, short_list
 from core.examples import example_image, example_names
 from core.images import ImageDecodeError, decode_image
 from core.job_runner import BackgroundJobs
@@ -283,7 +283,10 @@ def image_input(key: str) -> tuple[Image.Image | None, str]:
         with st.spinner("Downloading the image…"):
             result = fetcher().fetch(url)
         if not result.ok:
-            st.error(f"Could not load the image: {result.error}.")
+            meaning = explain_error(result.error or "")
+            st.error(
+                f"Could not load the image: {result.error}" + (f" ({meaning})." if meaning else ".")
+            )
             return None, url
         return result.image, url
     upload = st.file_uploader("Image file", type=IMAGE_TYPES, key=f"{key}_upload")

@@ -19,38 +19,13 @@ import pandas as pd
 
 from core.csv_input import inspect_csv, iter_rows
 from core.download import ImageFetcher
+from core.errors import explain_error
 from core.jobs import JobFolder
 from core.model import ClipClassifier
 from core.pipeline import BulkJob
 from core.review import load_results
 
 RETRY_FOLDER = "retry"
-_MEANINGS = (  # (how the error starts, what it means for the person reading the table)
-    (
-        "refused: private address",
-        "the address is inside a private network or this machine; "
-        "for safety the app fetches only from the public internet",
-    ),
-    ("HTTP 404", "the server has no image at this address (moved or deleted)"),
-    ("HTTP 401", "the server wants a login before giving the image"),
-    ("HTTP 403", "the server refused to give the image (it may block downloads)"),
-    ("HTTP 429", "the server asked for fewer requests at once; a retry later usually works"),
-    ("HTTP 5", "the server had a problem of its own; a retry later may work"),
-    ("timed out", "the server was too slow to send the image"),
-    ("could not connect", "the server could not be reached"),
-    ("could not resolve host", "no server has this name (a typo in the address?)"),
-    ("not an image", "the address gives a web page or another kind of file, not an image"),
-    ("larger than", "the file is too large to be a product photo"),
-    ("image too large", "the picture has too many pixels to decode safely"),
-    ("only http and https", "the cell does not hold a web address (http:// or https://)"),
-    ("not a valid URL", "the cell does not hold a well-formed web address"),
-    ("no image URL", "the cell is empty"),
-    ("no such file", "there is no file at this path"),
-    (
-        "internal error",
-        "something unexpected went wrong with this row; the job's log has the details",
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -60,11 +35,6 @@ class RetryOutcome:
     retried: int
     fixed: int
     still_failed: int
-
-
-def explain_error(error: str) -> str:
-    """What a row's short error means, in plain words ("" for one not known here)."""
-    return next((meaning for start, meaning in _MEANINGS if error.startswith(start)), "")
 
 
 def error_summary(results: pd.DataFrame, url_column: str) -> pd.DataFrame:

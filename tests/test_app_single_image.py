@@ -89,10 +89,10 @@ def test_uploaded_non_image_shows_an_error(app_env):
 @pytest.mark.parametrize(
     "path_or_url, message",
     [
-        ("/missing.png", "Could not load the image: HTTP 404."),
-        ("/page.html", "Could not load the image: not an image (text/html)."),
-        ("file:///etc/passwd", "Could not load the image: only http and https URLs are supported."),
-        ("/etc/passwd", "Could not load the image: only http and https URLs are supported."),
+        ("/missing.png", "Could not load the image: HTTP 404 (the server has no image at"),
+        ("/page.html", "Could not load the image: not an image (text/html) (the address gives"),
+        ("file:///etc/passwd", "Could not load the image: only http and https URLs are supported"),
+        ("/etc/passwd", "Could not load the image: only http and https URLs are supported ("),
     ],
 )
 def test_bad_url_shows_an_error_not_an_exception(app_env, image_server, path_or_url, message):
@@ -100,7 +100,8 @@ def test_bad_url_shows_an_error_not_an_exception(app_env, image_server, path_or_
     served = path_or_url in ("/missing.png", "/page.html")
     give_url(at, image_server.url(path_or_url) if served else path_or_url)
     assert not at.exception
-    assert [e.value for e in at.error] == [message]
+    [error] = [e.value for e in at.error]
+    assert error.startswith(message) and error.endswith(").")  # what it means, in words
     assert not at.get("plotly_chart")
 
 

@@ -51,7 +51,7 @@ def test_failed_rows_are_grouped_and_retried_in_place(tmp_path, image_server, cl
 
 
 def test_errors_are_explained_in_plain_words():
-    from core.bulk_retry import explain_error
+    from core.errors import explain_error
 
     assert "private network" in explain_error("refused: private address")
     assert "moved or deleted" in explain_error("HTTP 404")
