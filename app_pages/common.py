@@ -225,9 +225,8 @@ def sidebar_model_picker() -> None:
         classifier, error = _load_selected_model(settings)
         if error:
             st.error(error)
-            left, right = st.columns(2)
-            left.button("Try again", key="retry_model", on_click=_forget_model_failures)
-            right.button("Back to default", key="model_default", on_click=_back_to_default)
+            st.button("Try again", key="retry_model", on_click=_forget_model_failures)
+            st.button("Back to the default model", key="model_default", on_click=_back_to_default)
         if classifier is not None:
             show_loaded_model(classifier, replaced=error is not None)
 
