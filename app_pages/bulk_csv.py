@@ -33,10 +33,12 @@ from core.labels import LabelSet
 from core.model import ClipClassifier
 from core.pipeline import SetColumns, result_columns
 from core.review import (
+    FIRST_SET,
     confidence_values,
     csv_bytes,
     for_display,
     gallery_rows,
+    load_all_corrections,
     load_corrections,
     load_results,
     merge_corrections,
@@ -287,6 +289,51 @@ def show_results(folder: JobFolder, spec: JobSpec, state: JobState) -> None:
 ALL_CATEGORIES = "All categories"
 
 
+def review_grid(
+    folder: JobFolder,
+    spec: JobSpec,
+    results: pd.DataFrame,
+    chosen: tuple[LabelSet, SetColumns],
+    threshold: float,
+    limit: int,
+    index: int,
+) -> None:
+    """One label set's least confident rows, whose category a person can correct."""
+    label_set, columns = chosen
+    stored = load_corrections(folder, columns.category)
+    queue = review_queue(results, limit, columns.confidence)
+    model_labels = results[columns.category]
+    rows = queue["row"].tolist()
+    view = pd.DataFrame(
+        {
+            "row": [r + 1 for r in rows],  # as a person counts: the first data row is 1
+            "image": [thumbnail_source(u) for u in results[spec.url_column].iloc[rows]],
+            "category": [stored.get(r, model_labels.iloc[r]) for r in rows],
+            "model_category": model_labels.iloc[rows].tolist(),
+            "confidence": queue["confidence"].tolist(),
+            "needs_review": (queue["confidence"] < threshold).tolist(),
+        }
+    )
+    suffix = "" if index == 0 else f"_{index}"
+    edited = st.data_editor(
+        view,
+        key=f"review_{folder.id}{suffix}",
+        hide_index=True,
+        disabled=["row", "image", "model_category", "confidence", "needs_review"],
+        column_config={
+            "image": st.column_config.ImageColumn("image"),
+            "category": st.column_config.SelectboxColumn(
+                "category", options=list(label_set.labels), required=True
+            ),
+            "confidence": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+    shown = dict(zip(edited["row"] - 1, edited["category"], strict=True))
+    corrections = merge_corrections(stored, shown, {r: model_labels.iloc[r] for r in rows})
+    if corrections != stored:
+        save_corrections(folder, corrections, columns.category)
+
+
 def show_gallery(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> None:
     """The labelled products as pictures, by category: filter, enlarge, correct."""
     st.subheader("Gallery by category")
@@ -400,40 +447,20 @@ def show_review_and_downloads(folder: JobFolder, spec: JobSpec, results: pd.Data
         "Needs review below confidence", 0.0, 1.0, 0.5, 0.05, key="bulk_threshold"
     )
     limit = int(st.number_input("Rows to review", 10, 2000, 100, step=10, key="bulk_limit"))
-    stored = load_corrections(folder)
-    queue = review_queue(results, limit)
-    model_labels = results["predicted_category"]
-    rows = queue["row"].tolist()
-    view = pd.DataFrame(
-        {
-            "row": [r + 1 for r in rows],  # as a person counts: the first data row is 1
-            "image": [thumbnail_source(u) for u in results[spec.url_column].iloc[rows]],
-            "category": [stored.get(r, model_labels.iloc[r]) for r in rows],
-            "model_category": model_labels.iloc[rows].tolist(),
-            "confidence": queue["confidence"].tolist(),
-            "needs_review": (queue["confidence"] < threshold).tolist(),
-        }
+    sets = list(zip(spec.label_sets, result_columns(spec.label_sets), strict=True))
+    if len(sets) == 1:
+        review_grid(folder, spec, results, sets[0], threshold, limit, 0)
+    else:
+        tabs = st.tabs([columns.name for _set, columns in sets])
+        for index, (tab, chosen) in enumerate(zip(tabs, sets, strict=True)):
+            with tab:
+                review_grid(folder, spec, results, chosen, threshold, limit, index)
+    everything = load_all_corrections(folder)
+    corrections = everything.pop(FIRST_SET, {})
+    st.caption(
+        f"{plural(sum(map(len, [corrections, *everything.values()])), 'row')} corrected by hand."
     )
-    edited = st.data_editor(
-        view,
-        key=f"review_{folder.id}",
-        hide_index=True,
-        disabled=["row", "image", "model_category", "confidence", "needs_review"],
-        column_config={
-            "image": st.column_config.ImageColumn("image"),
-            "category": st.column_config.SelectboxColumn(
-                "category", options=list(spec.label_sets[0].labels), required=True
-            ),
-            "confidence": st.column_config.NumberColumn(format="%.3f"),
-        },
-    )
-    shown = dict(zip(edited["row"] - 1, edited["category"], strict=True))
-    corrections = merge_corrections(stored, shown, {r: model_labels.iloc[r] for r in rows})
-    if corrections != stored:
-        save_corrections(folder, corrections)
-    st.caption(f"{plural(len(corrections), 'row')} corrected by hand.")
-
-    labelled = with_review(results, corrections, threshold)
+    labelled = with_review(results, corrections, threshold, everything)
     st.dataframe(for_display(labelled), hide_index=True, height=300)
     stem = f"{folder.id}-labelled"
     csv_column, parquet_column = st.columns(2)

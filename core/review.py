@@ -36,19 +36,40 @@ def confidence_values(results: pd.DataFrame, column: str = "confidence") -> pd.S
     return pd.to_numeric(results[column], errors="coerce")
 
 
-def load_corrections(folder: JobFolder) -> dict[int, str]:
-    """Human corrections saved for this job: {row number (0-based): label}."""
+FIRST_SET = "predicted_category"
+
+
+def load_all_corrections(folder: JobFolder) -> dict[str, dict[int, str]]:
+    """Every label set's corrections: {category column: {row number (0-based): label}}.
+    A review file from before several sets could be reviewed holds the first set's only."""
     path = folder.path / REVIEW_FILE
     if not path.is_file():
         return {}
-    return {int(row): str(label) for row, label in read_json(path).items()}  # type: ignore[union-attr]
+    data = read_json(path)
+    sets = data.get("sets") if isinstance(data, dict) and "sets" in data else {FIRST_SET: data}
+    return {
+        str(column): {int(row): str(label) for row, label in rows.items()}
+        for column, rows in sets.items()  # type: ignore[union-attr]
+    }
 
 
-def save_corrections(folder: JobFolder, corrections: dict[int, str]) -> None:
-    """Store corrections atomically."""
-    atomic_write_json(
-        folder.path / REVIEW_FILE, {str(k): v for k, v in sorted(corrections.items())}
-    )
+def load_corrections(folder: JobFolder, column: str = FIRST_SET) -> dict[int, str]:
+    """One label set's corrections (by its category column): {row number (0-based): label}."""
+    return load_all_corrections(folder).get(column, {})
+
+
+def save_corrections(
+    folder: JobFolder, corrections: dict[int, str], column: str = FIRST_SET
+) -> None:
+    """Store one label set's corrections atomically, beside the other sets'."""
+    everything = load_all_corrections(folder)
+    everything[column] = corrections
+    sets = {
+        name: {str(row): label for row, label in sorted(rows.items())}
+        for name, rows in everything.items()
+        if rows
+    }
+    atomic_write_json(folder.path / REVIEW_FILE, {"sets": sets})
 
 
 def merge_corrections(
@@ -62,12 +83,16 @@ def merge_corrections(
 
 
 def with_review(
-    results: pd.DataFrame, corrections: dict[int, str], threshold: float
+    results: pd.DataFrame,
+    corrections: dict[int, str],
+    threshold: float,
+    further: dict[str, dict[int, str]] | None = None,
 ) -> pd.DataFrame:
     """Results with corrections applied and two columns added:
     `label_source` (model, human, or empty for a failed row) and `needs_review`
-    (a model label with confidence below `threshold`)."""
-    out = results.copy()
+    (a model label with confidence below `threshold`). `further` holds the corrections of the
+    other label sets by category column; each such set gets `<set>_label_source` too."""
+    out = _with_further_corrections(results, further or {})
     failed = out["predicted_category"] == ""
     source = pd.Series(SOURCE_MODEL, index=out.index).where(~failed, "")
     for row, label in corrections.items():
@@ -80,9 +105,29 @@ def with_review(
     return out
 
 
-def review_queue(results: pd.DataFrame, limit: int) -> pd.DataFrame:
+def _with_further_corrections(
+    results: pd.DataFrame, further: dict[str, dict[int, str]]
+) -> pd.DataFrame:
+    """A copy with other label sets' corrections applied, each set with its label source."""
+    out = results.copy()
+    for column, corrections in further.items():
+        if column == FIRST_SET or column not in out.columns:
+            continue
+        failed = out[column] == ""
+        source = pd.Series(SOURCE_MODEL, index=out.index).where(~failed, "")
+        for row, label in corrections.items():
+            if 0 <= row < len(out) and not failed.iloc[row]:
+                out.iat[row, out.columns.get_loc(column)] = label
+                source.iloc[row] = SOURCE_HUMAN
+        out[column.removesuffix("_category") + "_label_source"] = source
+    return out
+
+
+def review_queue(
+    results: pd.DataFrame, limit: int, confidence_column: str = "confidence"
+) -> pd.DataFrame:
     """Up to `limit` rows that have a category, least confident first; `row` is the row number."""
-    confidence = confidence_values(results)
+    confidence = confidence_values(results, confidence_column)
     queue = pd.DataFrame({"row": range(len(results)), "confidence": confidence})
     queue = queue[queue["confidence"].notna()].sort_values(["confidence", "row"], kind="stable")
     return queue.head(limit).reset_index(drop=True)

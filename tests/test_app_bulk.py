@@ -324,3 +324,34 @@ def test_the_gallery_shows_products_by_category_and_filters_them():
     assert len(opens) == count  # only that category (the random test model may pick one for all)
     at.slider(key="bulk_gallery_confidence").set_value((0.99, 1.0)).run()
     assert not [b for b in at.button if b.key and b.key.startswith("bulk_gallery_open_")]
+
+
+def test_each_label_set_has_its_own_review_grid(image_server):
+    at = bulk_page()
+    at.file_uploader(key="bulk_upload").set_value(
+        ("products.csv", products_csv(image_server, rows=8), "text/csv")
+    ).run()
+    at.number_input(key="bulk_sets_count").set_value(2).run()
+    at.text_area(key="bulk_sets_text_0").input(LABELS).run()
+    at.text_input(key="bulk_sets_name_1").input("colour").run()
+    at.text_area(key="bulk_sets_text_1").input("red\ngreen\nblue").run()
+    at.button(key="bulk_start").click().run()
+    [job] = [j for j in list_jobs(pytest.data_dir) if j.exists()]
+    background_jobs().wait(job, 60)
+    at.run()
+    assert len(at.data_editor) == 2
+    second = at.data_editor[1].value
+    first_row = int(second["row"].iloc[0])
+    new_colour = next(c for c in ("red", "green", "blue") if c != second["category"].iloc[0])
+    at.session_state[f"review_{job.id}_1"] = {
+        "edited_rows": {0: {"category": new_colour}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    assert not at.exception
+    assert load_corrections(job, "colour_category") == {first_row - 1: new_colour}
+    assert load_corrections(job) == {}
+    labelled = at.dataframe[-1].value
+    assert labelled["colour_category"].iloc[first_row - 1] == new_colour
+    assert labelled["colour_label_source"].iloc[first_row - 1] == "human"

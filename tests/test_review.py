@@ -87,3 +87,33 @@ def test_thumbnails_are_urls_or_example_data_never_local_paths():
     assert thumbnail_source("example:mug.png").startswith("data:image/png;base64,iVBOR")
     assert thumbnail_source("/etc/passwd") is None
     assert thumbnail_source("example:../examples.py") is None
+
+
+def test_every_label_set_keeps_its_own_corrections_and_old_review_files_still_load(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from core.jobs import JobFolder
+    from core.review import load_all_corrections, load_corrections, save_corrections
+
+    folder = JobFolder(tmp_path)
+    (tmp_path / "review.json").write_text(json.dumps({"0": "bags"}))  # written before sets
+    assert load_corrections(folder) == {0: "bags"}
+    save_corrections(folder, {1: "red"}, "colour_category")
+    assert load_all_corrections(folder) == {
+        "predicted_category": {0: "bags"},
+        "colour_category": {1: "red"},
+    }
+    results = pd.DataFrame(
+        {
+            "predicted_category": ["shoes", "shoes"],
+            "confidence": ["0.4", "0.9"],
+            "colour_category": ["blue", "blue"],
+        }
+    )
+    out = with_review(results, {0: "bags"}, 0.5, {"colour_category": {1: "red"}})
+    assert out["predicted_category"].tolist() == ["bags", "shoes"]
+    assert out["colour_category"].tolist() == ["blue", "red"]
+    assert out["colour_label_source"].tolist() == ["model", "human"]
+    assert out["label_source"].tolist() == ["human", "model"]
