@@ -3,6 +3,7 @@ free loopback port. Shared by the end-to-end tests and docs/screenshot.py."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -50,3 +51,21 @@ def start_streamlit(
                 app.terminate()
                 raise RuntimeError("streamlit did not start") from None
             time.sleep(0.3)
+
+
+def require_browser() -> None:
+    """Skip the calling test module without Debian's Chromium and Playwright; under CI their
+    absence is an error (.ci/run installs them)."""
+    import pytest
+
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        available = False
+    else:
+        available = Path(CHROMIUM).exists()
+    if available:
+        return
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must have Debian's chromium and playwright (.ci/run installs them)")
+    pytest.skip("needs Debian's chromium and playwright", allow_module_level=True)

@@ -13,22 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, start_streamlit
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, require_browser, start_streamlit
 from tests.image_server import ImageServer
 
 pytestmark = pytest.mark.browser
 
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 
-try:
-    from playwright.sync_api import Page, sync_playwright
-except ImportError:  # pragma: no cover - reported by the skip below
-    sync_playwright = None
-
-if sync_playwright is None or not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must have Debian's chromium and playwright (.ci/run installs them)")
-    pytest.skip("needs Debian's chromium and playwright", allow_module_level=True)
+require_browser()
+from playwright.sync_api import Page, sync_playwright  # noqa: E402 - after the check
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +77,17 @@ def wait_idle(page: Page) -> None:
     page.wait_for_selector(IDLE)
 
 
+def start_bulk_job(page: Page, source: Path) -> None:
+    """On the Bulk CSV page: upload `source`, type three categories, press Start."""
+    page.get_by_role("link", name="Bulk CSV").click()
+    wait_idle(page)
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").first.set_input_files(str(source))
+    page.get_by_label("One category per line").fill("shoes\nbags\nhats")
+    page.get_by_label("One category per line").press("Control+Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Start labelling").click()
+
+
 def test_single_image_check_shows_the_top_labels_chart(page: Page, images: ImageServer):
     page.get_by_label("Image URL").fill(images.url("/red.png"))
     page.get_by_label("Image URL").press("Enter")
@@ -105,13 +109,7 @@ def test_bulk_csv_runs_to_the_end_and_downloads_every_row(
         for i in range(rows):
             path = "/missing.png" if i % 10 == 9 else f"/img/{i}.png"
             writer.writerow([f"{i:03d}", f"Product {i}", images.url(path)])
-    page.get_by_role("link", name="Bulk CSV").click()
-    wait_idle(page)
-    page.locator("[data-testid=stFileUploaderDropzoneInput]").first.set_input_files(str(source))
-    page.get_by_label("One category per line").fill("shoes\nbags\nhats")
-    page.get_by_label("One category per line").press("Control+Enter")
-    wait_idle(page)
-    page.get_by_role("button", name="Start labelling").click()
+    start_bulk_job(page, source)
     page.get_by_text(f"{rows} / {rows} rows").first.wait_for()
     wait_idle(page)
     with page.expect_download() as download_info:
@@ -157,13 +155,7 @@ def test_a_refresh_during_a_job_comes_back_to_it(page: Page, images: ImageServer
     source = tmp_path / "slow.csv"
     lines = ["sku,image_url"] + [f"{i},{images.url(f'/paced/{i}.png')}" for i in range(40)]
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    page.get_by_role("link", name="Bulk CSV").click()
-    wait_idle(page)
-    page.locator("[data-testid=stFileUploaderDropzoneInput]").first.set_input_files(str(source))
-    page.get_by_label("One category per line").fill("shoes\nbags\nhats")
-    page.get_by_label("One category per line").press("Control+Enter")
-    wait_idle(page)
-    page.get_by_role("button", name="Start labelling").click()
+    start_bulk_job(page, source)
     page.get_by_role("button", name="Stop").wait_for()
     assert "job=" in page.url
     page.reload()

@@ -12,19 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, ROOT, start_streamlit
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, IDLE, ROOT, require_browser, start_streamlit
 
 pytestmark = pytest.mark.browser
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - reported by the skip below
-    sync_playwright = None
-
-if sync_playwright is None or not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must have Debian's chromium and playwright (.ci/run installs them)")
-    pytest.skip("needs Debian's chromium and playwright", allow_module_level=True)
+require_browser()
+from playwright.sync_api import sync_playwright  # noqa: E402 - after the check
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
