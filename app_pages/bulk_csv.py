@@ -17,7 +17,7 @@ from app_pages.common import (
 )
 from core.bulk_retry import error_summary, retry_failed_rows
 from core.csv_input import CsvInputError, inspect_csv, preview
-from core.errors import plural, short_list
+from core.errors import UserError, plural, short_list
 from core.examples import EXAMPLE_CSV, example_categories
 from core.jobs import (
     JobFolder,
@@ -374,12 +374,21 @@ def enlarge(folder: JobFolder, spec: JobSpec, item: dict, model_label: str) -> N
     st.caption(f"Row {item['row'] + 1} · confidence {item['confidence']:.1%} · {item['image']}")
     labels = list(spec.label_sets[0].labels)
     current = labels.index(item["category"]) if item["category"] in labels else 0
-    chosen = st.selectbox("Category", labels, index=current, key="bulk_gallery_fix")
+    key = f"bulk_gallery_fix_{item['row']}"  # one per product: no other product's choice
+    chosen = st.selectbox("Category", labels, index=current, key=key)
     if st.button("Save", type="primary", key="bulk_gallery_save"):
         stored = load_corrections(folder)
         updated = merge_corrections(stored, {item["row"]: chosen}, {item["row"]: model_label})
         save_corrections(folder, updated)
+        forget_review_edits(folder)
         st.rerun()
+
+
+def forget_review_edits(folder: JobFolder) -> None:
+    """Drop the review grids' pending edits: they are kept by position in the grid, and a
+    correction made elsewhere or a retry changes which rows the grid holds."""
+    for key in [k for k in st.session_state if str(k).startswith(f"review_{folder.id}")]:
+        del st.session_state[key]
 
 
 def show_charts(results: pd.DataFrame, columns: SetColumns, index: int) -> None:
@@ -428,8 +437,16 @@ def show_failures(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> No
         if classifier.name != spec.model:
             st.warning(f"This job used the model '{spec.model}'; load it in the sidebar first.")
             return
-        with st.spinner("Fetching and labelling the failed rows again…"):
-            outcome = retry_failed_rows(folder, classifier, retry_fetcher(classifier))
+        fetcher = retry_fetcher(classifier)
+        try:
+            with st.spinner("Fetching and labelling the failed rows again…"):
+                outcome = retry_failed_rows(folder, classifier, fetcher)
+        except UserError as exc:
+            st.error(str(exc))
+            return
+        finally:
+            fetcher.close()
+        forget_review_edits(folder)
         st.toast(f"{outcome.fixed:,} of {outcome.retried:,} failed rows are labelled now.")
         st.rerun()
 

@@ -172,6 +172,9 @@ def _load_selected_model(settings: Settings) -> tuple[ClipClassifier | None, str
             classifier = _load_by_name(name, settings)
         except ModelLoadError as exc:
             failures[name] = exc.for_page
+        except Exception as exc:  # e.g. out of memory: still one sentence, the last model kept
+            LOG.exception("Loading model %s failed", name)
+            failures[name] = f"Model '{name}' could not be loaded ({type(exc).__name__})."
         else:
             st.session_state[_WORKING_KEY] = name
             return classifier, None
@@ -179,7 +182,7 @@ def _load_selected_model(settings: Settings) -> tuple[ClipClassifier | None, str
     if working and working != name and working not in failures:
         try:
             return _load_by_name(working, settings), failures[name]
-        except ModelLoadError:
+        except Exception:  # the earlier model cannot be had either: say why the new one failed
             pass
     return None, failures[name]
 

@@ -22,7 +22,7 @@ from core.download import ImageFetcher
 from core.errors import explain_error
 from core.jobs import JobFolder
 from core.model import ClipClassifier
-from core.pipeline import BulkJob
+from core.pipeline import BulkJob, check_input, check_results_header, output_header
 from core.review import load_results
 
 RETRY_FOLDER = "retry"
@@ -54,7 +54,11 @@ def error_summary(results: pd.DataFrame, url_column: str) -> pd.DataFrame:
 def retry_failed_rows(
     folder: JobFolder, classifier: ClipClassifier, fetcher: ImageFetcher
 ) -> RetryOutcome:
-    """Run the job's failed rows again and write their new results in place."""
+    """Run the job's failed rows again and write their new results in place. CsvInputError
+    when the input has changed since the job ran, or the results are from an older version."""
+    spec = folder.spec()
+    info = check_input(spec)  # the input must be the one the job ran on
+    check_results_header(folder.results_path, output_header(info.columns, spec.label_sets))
     results = load_results(folder)
     failed = [index for index, error in enumerate(results["error"]) if error]
     if not failed:

@@ -28,7 +28,9 @@ class Deadline:
         self.seconds = seconds
         self.at = time.monotonic() + seconds
         self.expired = False
+        self.closed = False  # the fetch is over: a late watchdog call must not touch sockets
         self._sockets: list[socket.socket] = []
+        self._owned: list[socket.socket] = []  # duplicates made here, closed at the end
         self._lock = threading.Lock()
 
     def remaining(self) -> float:
@@ -45,18 +47,46 @@ class Deadline:
         if sock is None:
             return
         with self._lock:
+            if self.closed:
+                return
             if not self.expired:
                 self._sockets.append(sock)
                 return
         _shut_down(sock)
 
-    def expire(self) -> None:
-        """Mark the deadline as passed and interrupt every socket registered with it."""
+    def watch_duplicate(self, sock: socket.socket) -> None:
+        """Watch a new connection through a duplicate of its file descriptor: wrapping it in
+        TLS detaches the original socket object, and the handshake must be bounded too."""
+        try:
+            duplicate = sock.dup()
+        except OSError:
+            return
         with self._lock:
+            self._owned.append(duplicate)
+        self.watch(duplicate)
+
+    def expire(self) -> None:
+        """Mark the deadline as passed and interrupt every socket registered with it (nothing
+        once the fetch is over: its connections may be serving another fetch by then)."""
+        with self._lock:
+            if self.closed:
+                return
             self.expired = True
             sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            _shut_down(sock)
+            for sock in sockets:
+                _shut_down(sock)
+
+    def close(self) -> None:
+        """The fetch is over: forget its sockets and close the duplicates made for it."""
+        with self._lock:
+            self.closed = True
+            self._sockets = []
+            owned, self._owned = self._owned, []
+        for sock in owned:
+            try:
+                sock.close()
+            except OSError:
+                pass
 
 
 def _shut_down(sock: socket.socket) -> None:
@@ -115,7 +145,10 @@ class Watchdog:
                 callback = self._next_due()
                 if callback is None:
                     return
-            callback()
+            try:
+                callback()
+            except Exception:  # one odd socket must not stop every later deadline
+                continue
 
     def _next_due(self) -> Callable[[], None] | None:
         """Wait (holding the condition) for the next callback that is due; None when closed."""
@@ -148,3 +181,4 @@ def deadline_scope(watchdog: Watchdog, seconds: float) -> Iterator[Deadline]:
     finally:
         _local.deadline = previous
         watchdog.disarm(token)
+        deadline.close()

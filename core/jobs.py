@@ -128,8 +128,11 @@ class JobFolder:
         """Append `exc`'s traceback to the job's log (threads may call this at once)."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         text = "".join(traceback.format_exception(exc))
-        with _LOG_LOCK, open(self.log_path, "a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} {context}\n{text}\n")
+        try:
+            with _LOG_LOCK, open(self.log_path, "a", encoding="utf-8") as handle:
+                handle.write(f"{stamp} {context}\n{text}\n")
+        except OSError:  # a full disk or a removed folder must not end the job
+            pass
 
     def exists(self) -> bool:
         """Whether the job has been created (its spec is on disk)."""

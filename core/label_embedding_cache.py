@@ -134,12 +134,16 @@ def text_tower_digest(model: torch.nn.Module) -> str:
 
 def weights_digest(folder: str | Path | None) -> str | None:
     """A digest identifying a checkpoint folder's weights without reading them: each weight
-    file's resolved path, size, modification time and inode; None when the folder is unknown or
-    holds no weight file (text_tower_digest must then hash the weights themselves)."""
+    file's (and config.json's) resolved path, size, modification time and inode; None when the
+    folder is unknown or holds no file (text_tower_digest must then hash the weights)."""
     if folder is None:
         return None
     try:
-        files = sorted(p for p in Path(folder).iterdir() if p.name.endswith(_WEIGHT_SUFFIXES))
+        files = sorted(
+            p
+            for p in Path(folder).iterdir()
+            if p.name.endswith(_WEIGHT_SUFFIXES) or p.name == "config.json"
+        )
         stats = [(p.resolve(), p.stat()) for p in files]
     except OSError:
         return None

@@ -196,6 +196,8 @@ class BulkJob:
 
     def _open_results(self, state: JobState, header: list[str]):  # type: ignore[no-untyped-def]
         path = self.folder.results_path
+        if state.rows_done and path.is_file():
+            check_results_header(path, header)
         if state.rows_done == 0 or not path.is_file():
             state.rows_done = state.rows_failed = 0
             handle = open(path, "w", encoding="utf-8", newline="")
@@ -396,6 +398,18 @@ def _lower_thread_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, thread, _WORKER_NICENESS)
     except (AttributeError, OSError):
         pass
+
+
+def check_results_header(path: Path, header: list[str]) -> None:
+    """Refuse to add rows to results whose columns are not the ones this version writes (a
+    job made by an earlier version, whose extra label sets had other columns)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        existing = next(csv.reader(handle), [])
+    if existing != header:
+        raise CsvInputError(
+            "This job's results have other columns than this version of the app writes (the "
+            "job was made by an earlier version); start it again instead of resuming."
+        )
 
 
 def check_input(spec: JobSpec) -> CsvInfo:

@@ -278,3 +278,21 @@ def test_try_an_example_works_offline(app_env):
     assert len(bar["y"]) == 5 and "t-shirt" in at.text_area(key="single_labels").value
     assert at.selectbox(key="single_example").value == "bottle"  # the first example
     assert at.markdown[0].value.startswith("### ")  # its prediction
+
+
+def test_any_failure_while_switching_model_keeps_the_working_one(app_env, tmp_path, monkeypatch):
+    at = start_app()
+    working = at.sidebar.text_input(key=common.MODEL_KEY).value
+    real_load = common.load_classifier
+
+    def running_out_of_memory(source, *args, **kwargs):
+        if "huge" in str(source):
+            raise MemoryError("simulated")
+        return real_load(source, *args, **kwargs)
+
+    monkeypatch.setattr(common, "load_classifier", running_out_of_memory)
+    at.sidebar.text_input(key=common.MODEL_KEY).input(str(tmp_path / "huge-model")).run()
+    assert not at.exception
+    [error] = at.sidebar.error
+    assert "could not be loaded (MemoryError)" in error.value
+    assert any(f"Still using **{working}**" in c.value for c in at.sidebar.caption)

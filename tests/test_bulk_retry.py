@@ -63,3 +63,38 @@ def test_errors_are_explained_in_plain_words():
     summary = error_summary(results, "image_url")
     assert summary.columns.tolist() == ["error", "rows", "meaning", "example"]
     assert summary["meaning"].iloc[0] == explain_error("HTTP 404")
+
+
+def test_a_retry_or_resume_refuses_results_with_other_columns(
+    tmp_path, image_server, classifier, fetcher
+):
+    from core.csv_input import CsvInputError
+
+    urls = [image_server.url("/files/late.png"), image_server.url("/img/1.png")]
+    pd.DataFrame({"sku": ["a", "b"], "image_url": urls}).to_csv(tmp_path / "in.csv", index=False)
+    folder = make_job(tmp_path, tmp_path / "in.csv", batch_size=2)
+    BulkJob(folder, classifier, fetcher).run()
+    text = folder.results_path.read_text(encoding="utf-8")
+    header, rest = text.split("\n", 1)
+    folder.results_path.write_text(header + ",category_category\n" + rest, encoding="utf-8")
+    with pytest.raises(CsvInputError, match="made by an earlier version"):
+        retry_failed_rows(folder, classifier, fetcher)
+    state = folder.state()
+    state.status, state.rows_done = "stopped", 1
+    folder.write_state(state)
+    with pytest.raises(CsvInputError, match="made by an earlier version"):
+        BulkJob(folder, classifier, fetcher).run(resume=True)
+
+
+def test_a_retry_refuses_an_input_that_changed(tmp_path, image_server, classifier, fetcher):
+    from core.csv_input import CsvInputError
+
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"sku": ["a"], "image_url": [image_server.url("/files/x.png")]}).to_csv(
+        source, index=False
+    )
+    folder = make_job(tmp_path, source, batch_size=2)
+    BulkJob(folder, classifier, fetcher).run()
+    source.write_text(source.read_text() + "b,http://127.0.0.1/other.png\n")
+    with pytest.raises(CsvInputError, match="has changed since the job started"):
+        retry_failed_rows(folder, classifier, fetcher)
