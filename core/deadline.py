@@ -30,7 +30,6 @@ class Deadline:
         self.expired = False
         self.closed = False  # the fetch is over: a late watchdog call must not touch sockets
         self._sockets: list[socket.socket] = []
-        self._owned: list[socket.socket] = []  # duplicates made here, closed at the end
         self._lock = threading.Lock()
 
     def remaining(self) -> float:
@@ -54,17 +53,6 @@ class Deadline:
                 return
         _shut_down(sock)
 
-    def watch_duplicate(self, sock: socket.socket) -> None:
-        """Watch a new connection through a duplicate of its file descriptor: wrapping it in
-        TLS detaches the original socket object, and the handshake must be bounded too."""
-        try:
-            duplicate = sock.dup()
-        except OSError:
-            return
-        with self._lock:
-            self._owned.append(duplicate)
-        self.watch(duplicate)
-
     def expire(self) -> None:
         """Mark the deadline as passed and interrupt every socket registered with it (nothing
         once the fetch is over: its connections may be serving another fetch by then)."""
@@ -77,16 +65,10 @@ class Deadline:
                 _shut_down(sock)
 
     def close(self) -> None:
-        """The fetch is over: forget its sockets and close the duplicates made for it."""
+        """The fetch is over: forget its sockets (they may serve another fetch next)."""
         with self._lock:
             self.closed = True
             self._sockets = []
-            owned, self._owned = self._owned, []
-        for sock in owned:
-            try:
-                sock.close()
-            except OSError:
-                pass
 
 
 def _shut_down(sock: socket.socket) -> None:

@@ -179,10 +179,7 @@ class _GuardedConnection:
         if deadline is not None and deadline.passed:
             raise _DeadlinePassed
         sock = super()._new_conn()  # type: ignore[misc]
-        sock = _checked_socket(sock) if self.refuse_private else sock
-        if deadline is not None:
-            deadline.watch_duplicate(sock)  # bounds the TLS handshake as well
-        return sock
+        return _checked_socket(sock) if self.refuse_private else sock
 
     def getresponse(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         deadline = current_deadline()

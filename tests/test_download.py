@@ -312,3 +312,36 @@ def test_example_images_are_read_from_the_examples_folder_only(fetcher):
     assert len(example_names()) == 8 and "mug" in example_categories()
     rows = EXAMPLE_CSV.read_text().splitlines()[1:]
     assert len(rows) == 8 and all(fetcher.fetch(row.split(",")[-1]).ok for row in rows)
+
+
+def test_a_tls_handshake_trickled_a_byte_at_a_time_is_cut_off_at_the_deadline():
+    # The connect timeout is clamped to the time left, and Python bounds a whole handshake by it.
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle() -> None:  # answers the ClientHello with a valid TLS record header announcing
+        connection, _ = listener.accept()  # 16 KB, then sends its body a byte every 0.1 s
+        with connection:
+            for byte in [0x16, 0x03, 0x03, 0x40, 0x00] + [0] * 1000:
+                if stop.wait(0.1):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    slow = make_fetcher(connect_timeout=2.0, read_timeout=2.0, total_timeout=1.0, retries=0)
+    started = time.monotonic()
+    result = slow.fetch(f"https://127.0.0.1:{port}/x.png")
+    elapsed = time.monotonic() - started
+    stop.set()
+    listener.close()
+    slow.close()
+    assert result.error == "timed out after 1 s"
+    assert elapsed < 1.8
