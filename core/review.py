@@ -92,35 +92,29 @@ def with_review(
     `label_source` (model, human, or empty for a failed row) and `needs_review`
     (a model label with confidence below `threshold`). `further` holds the corrections of the
     other label sets by category column; each such set gets `<set>_label_source` too."""
-    out = _with_further_corrections(results, further or {})
-    failed = out["predicted_category"] == ""
-    source = pd.Series(SOURCE_MODEL, index=out.index).where(~failed, "")
-    for row, label in corrections.items():
-        if 0 <= row < len(out) and not failed.iloc[row]:
-            out.iat[row, out.columns.get_loc("predicted_category")] = label
-            source.iloc[row] = SOURCE_HUMAN
+    out = results.copy()
+    for column, rows in (further or {}).items():
+        if column != FIRST_SET and column in out.columns:
+            out[column], source = corrected(out[column], rows)
+            out[column.removesuffix("_category") + "_label_source"] = source
+    out[FIRST_SET], source = corrected(out[FIRST_SET], corrections)
     out["label_source"] = source
     low = confidence_values(results) < threshold
     out["needs_review"] = (low & (source == SOURCE_MODEL)).map({True: "yes", False: ""})
     return out
 
 
-def _with_further_corrections(
-    results: pd.DataFrame, further: dict[str, dict[int, str]]
-) -> pd.DataFrame:
-    """A copy with other label sets' corrections applied, each set with its label source."""
-    out = results.copy()
-    for column, corrections in further.items():
-        if column == FIRST_SET or column not in out.columns:
-            continue
-        failed = out[column] == ""
-        source = pd.Series(SOURCE_MODEL, index=out.index).where(~failed, "")
-        for row, label in corrections.items():
-            if 0 <= row < len(out) and not failed.iloc[row]:
-                out.iat[row, out.columns.get_loc(column)] = label
-                source.iloc[row] = SOURCE_HUMAN
-        out[column.removesuffix("_category") + "_label_source"] = source
-    return out
+def corrected(labels: pd.Series, corrections: dict[int, str]) -> tuple[pd.Series, pd.Series]:
+    """One label set's categories with a person's corrections applied (failed rows, with no
+    category, stay as they are), and where each came from: model, human, or "" when failed."""
+    labels = labels.copy()
+    failed = labels == ""
+    source = pd.Series(SOURCE_MODEL, index=labels.index).where(~failed, "")
+    for row, label in corrections.items():
+        if 0 <= row < len(labels) and not failed.iloc[row]:
+            labels.iloc[row] = label
+            source.iloc[row] = SOURCE_HUMAN
+    return labels, source
 
 
 def review_queue(
@@ -144,10 +138,7 @@ def gallery_rows(
     there is one), `confidence`; only `category` (None: all) and confidences in the range,
     most confident first within each category."""
     scores = confidence_values(results)
-    labels = results["predicted_category"].copy()
-    for row, label in corrections.items():
-        if 0 <= row < len(labels) and labels.iloc[row]:
-            labels.iloc[row] = label
+    labels, _source = corrected(results[FIRST_SET], corrections)
     frame = pd.DataFrame(
         {
             "row": range(len(results)),
