@@ -25,7 +25,7 @@ from PIL import Image
 
 from core.config import Settings, load_settings
 from core.csv_input import inspect_csv
-from core.errors import UserError, plural, short_list
+from core.errors import UserError, clip_text, plural, short_list
 from core.images import MAX_IMAGE_BYTES, ImageDecodeError, is_http_url, read_image_file
 from core.jobs import JobFolder, JobSpec, JobState, default_batch_size, jobs_root
 from core.label_store import LabelStore, resolve_label_set
@@ -72,17 +72,13 @@ TABLE_LABEL_WIDTH = 48
 def _format_table(ranked: list[LabelScore]) -> str:
     """Rank, label, percentage and bar; labels longer than TABLE_LABEL_WIDTH are cut with an
     ellipsis so the columns stay readable (--json keeps them whole)."""
-    shown = [_ellipsis(item.label, TABLE_LABEL_WIDTH) for item in ranked]
+    shown = [clip_text(item.label, TABLE_LABEL_WIDTH) for item in ranked]
     width = max(len(label) for label in shown)
     lines = []
     for rank, (item, label) in enumerate(zip(ranked, shown, strict=True), start=1):
         bar = "#" * round(item.score * 30)
         lines.append(f"{rank:>3}. {label:<{width}}  {item.score:7.2%}  {bar}")
     return "\n".join(lines)
-
-
-def _ellipsis(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

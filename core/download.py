@@ -29,6 +29,7 @@ from urllib3.util.retry import Retry
 
 from core.config import DEFAULT_IMAGE_CACHE_MB, Settings
 from core.deadline import Watchdog, current_deadline, deadline_scope
+from core.errors import clip_text
 from core.examples import EXAMPLE_SCHEME, example_path
 from core.image_cache import ImageCache
 from core.images import (
@@ -218,8 +219,7 @@ class _GuardedAdapter(HTTPAdapter):
 
 def _shown(text: str, limit: int = 60) -> str:
     """A piece of a URL as it may appear in a short error: printable, at most `limit` chars."""
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip_text("".join(c if c.isprintable() else "?" for c in text), limit)
 
 
 def _check_url(url: str, allow_private: bool) -> None:

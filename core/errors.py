@@ -1,5 +1,6 @@
 """The base class of every error whose message is meant for the user as it stands, and helpers
-for such messages: a few items of a long list, a count with its noun."""
+for such messages: a few items of a long list, a long text cut short, a count with its noun,
+what a row's short error means."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ class UserError(Exception):
 def short_list(items: Sequence[str], limit: int = 8) -> str:
     """The first `limit` items joined by commas, with "…" when there are more (for messages)."""
     return ", ".join(items[:limit]) + (", …" if len(items) > limit else "")
+
+
+def clip_text(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, with "…" when it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:

@@ -23,7 +23,7 @@ from PIL import Image
 from transformers import AutoConfig, CLIPModel, CLIPProcessor
 
 from core.cpu_linear import use_onednn_linear
-from core.errors import UserError
+from core.errors import UserError, clip_text
 from core.images import to_rgb
 from core.label_embedding_cache import (
     LabelEmbeddingCache,
@@ -593,16 +593,14 @@ def truncation_problem(classifier: ClipClassifier, label_set: LabelSet) -> str |
     )
     if not twins:
         return None
-    shown = "; ".join(f"{len(group)} labels beginning '{_clip_text(group[0])}'" for group in twins)
+    shown = "; ".join(
+        f"{len(group)} labels beginning '{clip_text(group[0], 40)}'" for group in twins
+    )
     return (
         f"Label set '{label_set.name}': some labels are identical in their first "
         f"{classifier.max_text_tokens} tokens, all the model reads, so it cannot tell them apart "
-        f"({_clip_text(shown, 200)}); shorten or reword them so they differ near the start."
+        f"({clip_text(shown, 200)}); shorten or reword them so they differ near the start."
     )
-
-
-def _clip_text(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def rank_labels(labels: Sequence[str], scores: Sequence[float]) -> list[LabelScore]:
