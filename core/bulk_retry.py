@@ -10,20 +10,19 @@ any human corrections stay exactly as they were.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import pandas as pd
 
-from core.csv_input import inspect_csv, iter_rows
+from core.csv_input import iter_rows
 from core.download import ImageFetcher
 from core.errors import explain_error
-from core.jobs import JobFolder
+from core.jobs import JobFolder, JobSpec
 from core.model import ClipClassifier
 from core.pipeline import BulkJob, check_input, check_results_header, output_header
 from core.review import load_results
+from core.storage import atomic_write_bytes
 
 RETRY_FOLDER = "retry"
 
@@ -63,7 +62,7 @@ def retry_failed_rows(
     failed = [index for index, error in enumerate(results["error"]) if error]
     if not failed:
         return RetryOutcome(0, 0, 0)
-    retry = _retry_job(folder, failed)
+    retry = _retry_job(folder, spec, info.columns, failed)
     BulkJob(retry, classifier, fetcher).run()
     again = pd.read_csv(retry.results_path, dtype=str, keep_default_na=False)
     merged = results.copy()
@@ -73,14 +72,13 @@ def retry_failed_rows(
     return RetryOutcome(len(failed), len(failed) - still, still)
 
 
-def _retry_job(folder: JobFolder, rows: list[int]) -> JobFolder:
-    """A job folder inside `folder` whose input is the original input's `rows`, same settings."""
-    spec = folder.spec()
+def _retry_job(folder: JobFolder, spec: JobSpec, columns: list[str], rows: list[int]) -> JobFolder:
+    """A job folder inside `folder` whose input is the original input's `rows` (its `columns`),
+    with the job's settings."""
     retry = JobFolder(folder.path / RETRY_FOLDER)
     retry.path.mkdir(exist_ok=True)
     retry.reset()
     wanted = set(rows)
-    columns = inspect_csv(spec.input_csv).columns
     with open(retry.input_path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
@@ -94,19 +92,13 @@ def _retry_job(folder: JobFolder, rows: list[int]) -> JobFolder:
 def _rewrite_results(folder: JobFolder, results: pd.DataFrame) -> None:
     """Replace results.csv atomically with `results` (written as the pipeline writes rows),
     and bring the saved state's failure count and byte length up to date."""
-    path = folder.results_path
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".results.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(results.columns)
-            writer.writerows(results.itertuples(index=False, name=None))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(results.columns)
+    writer.writerows(results.itertuples(index=False, name=None))
+    atomic_write_bytes(folder.results_path, buffer.getvalue().encode("utf-8"))
     state = folder.state()
     if state is not None:
         state.rows_failed = int((results["error"] != "").sum())
-        state.results_bytes = path.stat().st_size
+        state.results_bytes = folder.results_path.stat().st_size
         folder.write_state(state)
