@@ -231,9 +231,6 @@ class BulkJob:
                     state.images_per_second = done_this_run / max(time.monotonic() - started, 1e-9)
                     left = state.rows_total - state.rows_done
                     state.seconds_left = left / state.images_per_second
-                    if time.monotonic() - last_save >= _SAVE_EVERY_SECONDS:
-                        self._save(state, handle)
-                        last_save = time.monotonic()
                     if self.on_progress is not None:
                         self.on_progress(
                             Progress(
@@ -246,9 +243,9 @@ class BulkJob:
                         )
                 else:
                     self._wait_for_downloads(window)
-                    if time.monotonic() - last_save >= _SAVE_EVERY_SECONDS:
-                        self._save(state, handle)  # still alive: the page's clock moves
-                        last_save = time.monotonic()
+                if time.monotonic() - last_save >= _SAVE_EVERY_SECONDS:
+                    self._save(state, handle)  # also while waiting: the page's clock moves
+                    last_save = time.monotonic()
             if self.stop.is_set():
                 pool.shutdown(cancel_futures=True)
 
