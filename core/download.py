@@ -122,6 +122,11 @@ def _redirect_target(url: str, location: str) -> str:
         raise FetchError("not a valid URL (in a redirect)") from exc
 
 
+def _timed_out(seconds: float) -> FetchError:
+    """The error of a fetch that ran out of time, e.g. "timed out after 10 s"."""
+    return FetchError(f"timed out after {seconds:g} s")
+
+
 def _size_text(num_bytes: int) -> str:
     return f"{num_bytes / MB:g} MB"
 
@@ -332,10 +337,10 @@ class ImageFetcher:
                 data, content_type = self._download(url)
             except FetchError:
                 if deadline.expired:
-                    raise FetchError(f"timed out after {total:g} s") from None
+                    raise _timed_out(total) from None
                 raise
             if deadline.expired:  # the watchdog cut the connection: what was read is partial
-                raise FetchError(f"timed out after {total:g} s")
+                raise _timed_out(total)
             return data, content_type
 
     def _download(self, url: str) -> tuple[bytes, str]:
@@ -366,11 +371,11 @@ class ImageFetcher:
         except _RefusedPeer as exc:
             raise FetchError("refused: private address") from exc
         except _DeadlinePassed as exc:
-            raise FetchError(f"timed out after {opts.total_timeout:g} s") from exc
+            raise _timed_out(opts.total_timeout) from exc
         except requests.exceptions.ConnectTimeout as exc:
             raise FetchError(f"could not connect within {opts.connect_timeout:g} s") from exc
         except requests.exceptions.ReadTimeout as exc:
-            raise FetchError(f"timed out after {opts.read_timeout:g} s") from exc
+            raise _timed_out(opts.read_timeout) from exc
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
             raise FetchError("not a valid URL") from exc
         except requests.exceptions.ConnectionError as exc:
@@ -399,9 +404,9 @@ class ImageFetcher:
                 if len(body) > opts.max_bytes:
                     raise too_big
                 if _remaining() <= 0:
-                    raise FetchError(f"timed out after {opts.total_timeout:g} s")
+                    raise _timed_out(opts.total_timeout)
         except ReadTimeoutError as exc:
-            raise FetchError(f"timed out after {opts.read_timeout:g} s") from exc
+            raise _timed_out(opts.read_timeout) from exc
         except DecodeError as exc:
             encoding = response.headers.get("Content-Encoding", "")
             raise FetchError(f"could not decompress the response ({_shown(encoding)})") from exc
