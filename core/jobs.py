@@ -14,6 +14,7 @@ resume after a crash:
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 import time
 import traceback
@@ -198,8 +199,6 @@ def _created(job: JobFolder) -> float:
 def discard_unstarted(folder: JobFolder) -> None:
     """Remove a job folder that was never started (an upload replaced before Start); a
     started job (one with settings) is never touched."""
-    import shutil
-
     if folder.path.is_dir() and not folder.exists():
         shutil.rmtree(folder.path, ignore_errors=True)
 
