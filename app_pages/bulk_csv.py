@@ -232,10 +232,19 @@ def stop_job(folder: JobFolder) -> None:
     st.session_state.setdefault(STOPPING, set()).add(folder.id)
 
 
-def resume_button(folder: JobFolder, spec: JobSpec) -> None:
+def job_classifier(spec: JobSpec, to: str) -> ClipClassifier | None:
+    """The loaded model when it is the one the job used (to resume or retry it); else a
+    warning saying which model to load, and None."""
     classifier = require_classifier()
-    if classifier.name != spec.model:
-        st.warning(f"This job used the model '{spec.model}'; load it in the sidebar to resume.")
+    if classifier.name == spec.model:
+        return classifier
+    st.warning(f"This job used the model '{spec.model}'; load it in the sidebar to {to}.")
+    return None
+
+
+def resume_button(folder: JobFolder, spec: JobSpec) -> None:
+    classifier = job_classifier(spec, "resume")
+    if classifier is None:
         return
     if st.button("Resume", type="primary", key="bulk_resume"):
         background_jobs().start(folder, classifier, job_fetch_options(classifier), resume=True)
@@ -433,9 +442,8 @@ def show_failures(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> No
         column_config={"example": st.column_config.TextColumn("example image", width="large")},
     )
     if st.button("Retry failed rows only", key="bulk_retry"):
-        classifier = require_classifier()
-        if classifier.name != spec.model:
-            st.warning(f"This job used the model '{spec.model}'; load it in the sidebar first.")
+        classifier = job_classifier(spec, "retry its failed rows")
+        if classifier is None:
             return
         fetcher = retry_fetcher(classifier)
         try:
