@@ -15,11 +15,8 @@ from app_pages.common import (
     label_sets_input,
     require_classifier,
 )
-from core.bulk_retry import error_summary, retry_failed_rows
-from core.csv_input import CsvInputError, inspect_csv, preview
-from core.errors import UserError, plural, short_list
-from core.examples import EXAMPLE_CSV, example_categories
-from core.jobs import (
+from core.bulk.csv_input import CsvInputError, inspect_csv, preview
+from core.bulk.jobs import (
     JobFolder,
     JobSpec,
     JobState,
@@ -29,10 +26,9 @@ from core.jobs import (
     list_jobs,
     new_job_folder,
 )
-from core.labels import LabelSet
-from core.model import ClipClassifier
-from core.pipeline import SetColumns, result_columns
-from core.review import (
+from core.bulk.pipeline import SetColumns, result_columns
+from core.bulk.retry import error_summary, retry_failed_rows
+from core.bulk.review import (
     FIRST_SET,
     confidence_values,
     csv_bytes,
@@ -48,6 +44,10 @@ from core.review import (
     thumbnail_source,
     with_review,
 )
+from core.engine.classifier import ClipClassifier
+from core.errors import UserError, plural, short_list
+from core.fetch.examples import EXAMPLE_CSV, example_categories
+from core.labels.label_set import LabelSet
 
 JOB_KEY = "bulk_job_path"
 UPLOAD_KEY = "bulk_upload_id"
@@ -461,7 +461,7 @@ def show_failures(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> No
 
 def retry_fetcher(classifier):  # type: ignore[no-untyped-def]
     """A downloader for a retry, configured as the job's own."""
-    from core.download import ImageFetcher
+    from core.fetch.download import ImageFetcher
 
     return ImageFetcher(job_fetch_options(classifier))
 

@@ -16,14 +16,20 @@ import streamlit as st
 import torch
 from PIL import Image
 
+from core.bulk.runner import BackgroundJobs
 from core.config import Settings, SettingsError, load_settings
-from core.download import FetchOptions, ImageFetcher
+from core.engine.classifier import ClipClassifier
+from core.engine.device import ModelLoadError
+from core.engine.images import ImageDecodeError, decode_image
+from core.engine.loading import load_classifier, quiet_library_logging
+from core.engine.model_catalog import known_models
+from core.engine.score_format import format_percent, percent_decimals, wrap_label
+from core.engine.scores import LabelScore, Prediction
+from core.engine.trained_models import read_metadata, resolve_model
 from core.errors import explain_error, short_list
-from core.examples import example_image, example_names
-from core.images import ImageDecodeError, decode_image
-from core.job_runner import BackgroundJobs
-from core.label_store import LabelStore
-from core.labels import (
+from core.fetch.download import FetchOptions, ImageFetcher
+from core.fetch.examples import example_image, example_names
+from core.labels.label_set import (
     DEFAULT_TEMPLATES,
     LabelsError,
     LabelSet,
@@ -31,17 +37,7 @@ from core.labels import (
     parse_labels_text,
     validate_templates,
 )
-from core.model import (
-    ClipClassifier,
-    LabelScore,
-    ModelLoadError,
-    Prediction,
-    load_classifier,
-    quiet_library_logging,
-)
-from core.model_catalog import known_models
-from core.score_format import format_percent, percent_decimals, wrap_label
-from core.trained_models import read_metadata, resolve_model
+from core.labels.store import LabelStore
 
 LOG = logging.getLogger("cliplab")
 MODEL_KEY = "model_name"

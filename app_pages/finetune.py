@@ -11,26 +11,31 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.common import app_settings, require_classifier
-from core.csv_input import CsvInputError, inspect_csv
+from core.bulk.csv_input import CsvInputError, inspect_csv
+from core.bulk.jobs import JobFolder, list_jobs
+from core.bulk.review import REVIEW_FILE, corrected_results
+from core.engine.trained_models import (
+    ModelNameError,
+    check_model_name,
+    model_folder,
+    training_start,
+)
 from core.errors import plural, short_list
-from core.finetune import TrainingError, estimate_training_seconds, seconds_per_image
-from core.finetune_job import (
+from core.training.data import (
+    MIN_IMAGES_PER_CLASS,
+    LabelledData,
+    guess_label_column,
+    read_labelled_csv,
+)
+from core.training.job import (
     FinetuneFolder,
     FinetuneSpec,
     list_finetune_jobs,
     new_finetune_folder,
     start_in_background,
 )
-from core.jobs import JobFolder, list_jobs
-from core.metrics import Evaluation
-from core.review import REVIEW_FILE, corrected_results
-from core.trained_models import ModelNameError, check_model_name, model_folder, training_start
-from core.training_data import (
-    MIN_IMAGES_PER_CLASS,
-    LabelledData,
-    guess_label_column,
-    read_labelled_csv,
-)
+from core.training.metrics import Evaluation
+from core.training.trainers import TrainingError, estimate_training_seconds, seconds_per_image
 
 JOB_KEY = "ft_job"
 UPLOAD_KEY = "ft_upload_id"

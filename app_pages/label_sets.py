@@ -20,9 +20,9 @@ from app_pages.common import (
     require_classifier,
     show_prediction,
 )
+from core.engine.classifier import truncation_problem
 from core.errors import plural, short_list
-from core.label_store import LabelStoreError, name_key
-from core.labels import (
+from core.labels.label_set import (
     DEFAULT_TEMPLATES,
     LabelEntry,
     LabelsError,
@@ -38,7 +38,7 @@ from core.labels import (
     export_txt,
     parse_labels_text,
 )
-from core.model import truncation_problem
+from core.labels.store import LabelStoreError, name_key
 
 NEW_SET = "+ New set"  # plain text: an emoji shows as an empty box where no emoji font is
 SELECTED = "ls_selected"

@@ -11,8 +11,9 @@ from app_pages.common import (
     saved_label_set,
     show_prediction,
 )
-from core.examples import example_categories, example_names
-from core.labels import (
+from core.engine.probe import ClassMismatchError
+from core.fetch.examples import example_categories, example_names
+from core.labels.label_set import (
     DEFAULT_TEMPLATES,
     LabelsError,
     LabelSet,
@@ -20,7 +21,6 @@ from core.labels import (
     validate_labels,
     validate_templates,
 )
-from core.probe import ClassMismatchError
 
 EXAMPLE_LABELS = "t-shirt\nsneakers\nhandbag\nwristwatch\nsunglasses\ndress\nbackpack"
 TYPED, SAVED, OWN = "Type them", "A saved label set", "The model's own classes"

@@ -3,9 +3,10 @@
 Serves generated ~800x800 JPEG product images from a loopback HTTP server (in its own process,
 with a configurable per-request delay), builds a CLIP with the exact ViT-B/32 shapes and the real
 tokenizer (random weights: no hub here), and prints images/s in one run for:
-  (a) core.pipeline (streaming, downloads ahead of the model, labels encoded once per job), as
+  (a) core.bulk.pipeline (streaming, downloads ahead of the model, labels encoded once per job), as
       the first job with its label set (the labels' text embeddings computed), and as a later
-      job that finds them in the label-embedding cache on disk (core/label_embedding_cache.py);
+      job that finds them in the label-embedding cache on disk
+      (core/engine/label_embedding_cache.py);
   (b) the original notebook loop: batches of 100, 20 download threads, resize to 224x224, the
       processor called with every category text on every batch, results held in memory;
   (c) the model alone on pre-decoded tensors: the ceiling.
@@ -42,11 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.random_clip import add_config_dir_argument, save_random_clip, temporary_folder  # noqa: E402
-from core.download import FetchOptions, ImageFetcher  # noqa: E402
-from core.jobs import JobFolder, JobSpec, default_batch_size  # noqa: E402
-from core.labels import LabelSet  # noqa: E402
-from core.model import ClipClassifier, load_classifier, quiet_library_logging  # noqa: E402
-from core.pipeline import BulkJob  # noqa: E402
+from core.bulk.jobs import JobFolder, JobSpec, default_batch_size  # noqa: E402
+from core.bulk.pipeline import BulkJob  # noqa: E402
+from core.engine.classifier import ClipClassifier  # noqa: E402
+from core.engine.loading import load_classifier, quiet_library_logging  # noqa: E402
+from core.fetch.download import FetchOptions, ImageFetcher  # noqa: E402
+from core.labels.label_set import LabelSet  # noqa: E402
 
 DISTINCT_IMAGES = 64
 
@@ -396,7 +398,7 @@ def main() -> None:
     ours, plain = kernel_comparison(classifier, notebook_model[0], args.batch_size)
     print(
         f"model alone, vision tower, batch {args.batch_size}: {ours:.1f} img/s as this product "
-        f"runs it (oneDNN Linear, core/cpu_linear.py) vs {plain:.1f} img/s as loaded by "
+        f"runs it (oneDNN Linear, core/engine/cpu_linear.py) vs {plain:.1f} img/s as loaded by "
         f"transformers (MKL): {ours / plain:.2f}x",
         flush=True,
     )

@@ -34,7 +34,7 @@ from bulk import (  # noqa: E402
 )
 
 from bench.random_clip import add_config_dir_argument, temporary_folder  # noqa: E402
-from core.jobs import default_batch_size  # noqa: E402
+from core.bulk.jobs import default_batch_size  # noqa: E402
 
 
 class Timed:

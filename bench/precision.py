@@ -1,8 +1,9 @@
 """Image encoding in bfloat16 vs float32 on the CPU, through the product's own inference path.
 
 Builds a CLIP with the real ViT-B/32 shapes and random weights (no hub here: timing is real,
-embeddings are not those of the trained model), loads it with core.model.load_classifier as the
-product does (oneDNN Linear layers, core/cpu_linear.py) and times ClipClassifier.encode_pixels
+embeddings are not those of the trained model), loads it with
+core.engine.loading.load_classifier as the product does (oneDNN Linear layers,
+core/engine/cpu_linear.py) and times ClipClassifier.encode_pixels
 on one fixed, preprocessed batch of random 224x224 images at the product's CPU batch size:
   fp32       encode_pixels as the product runs it;
   autocast   the same call inside torch.autocast("cpu", dtype=torch.bfloat16) (the oneDNN
@@ -44,8 +45,9 @@ from bench.random_clip import (  # noqa: E402
     save_random_clip,
     temporary_folder,
 )
-from core.jobs import default_batch_size  # noqa: E402
-from core.model import ClipClassifier, load_classifier, quiet_library_logging  # noqa: E402
+from core.bulk.jobs import default_batch_size  # noqa: E402
+from core.engine.classifier import ClipClassifier
+from core.engine.loading import load_classifier, quiet_library_logging
 
 Encode = Callable[[], torch.Tensor]
 

@@ -23,7 +23,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.random_clip import add_config_dir_argument, save_random_clip, temporary_folder  # noqa: E402
-from core.model import load_classifier, quiet_library_logging  # noqa: E402
+from core.engine.loading import load_classifier, quiet_library_logging
 
 
 def median_ms(run, repeats: int) -> float:

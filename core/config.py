@@ -39,7 +39,7 @@ class Settings:
     @property
     def image_cache_dir(self) -> Path:
         """Where downloaded images are kept so a re-run does not fetch them again (at most
-        `image_cache_mb`; see core/image_cache.py)."""
+        `image_cache_mb`; see core/fetch/image_cache.py)."""
         return self.data_dir / "cache" / "images"
 
     @property

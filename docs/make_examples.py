@@ -1,4 +1,5 @@
-"""Draw the example product images and CSV that ship with the app (core/example_products/).
+"""Draw the example product images and CSV that ship with the app
+(core/fetch/example_products/).
 
 The app's "Try an example" buttons use them, offline: simple flat drawings of everyday products
 on white, like catalogue cut-outs, made here so that their licence is the project's own. Run
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-OUT = Path(__file__).resolve().parent.parent / "core" / "example_products"
+OUT = Path(__file__).resolve().parent.parent / "core" / "fetch" / "example_products"
 SIZE = 320
 Draw = Callable[[ImageDraw.ImageDraw], None]
 

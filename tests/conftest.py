@@ -13,7 +13,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from core.model import ClipClassifier, load_classifier, quiet_library_logging  # noqa: E402
+from core.engine.classifier import ClipClassifier
+from core.engine.loading import load_classifier, quiet_library_logging
 from tests.image_server import ImageServer  # noqa: E402
 from tests.tiny_clip import build_tiny_clip  # noqa: E402
 

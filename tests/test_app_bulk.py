@@ -4,8 +4,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_pages.common import background_jobs
-from core.jobs import JobState, default_batch_size, list_jobs
-from core.review import load_corrections
+from core.bulk.jobs import JobState, default_batch_size, list_jobs
+from core.bulk.review import load_corrections
 from tests.conftest import ROOT
 
 LABELS = "shoes\nbags\nhats"
@@ -152,7 +152,7 @@ def test_bad_csv_upload_shows_a_message(image_server):
 
 
 def test_a_saved_label_set_can_be_chosen_for_a_job(image_server):
-    from core.label_store import LabelStore
+    from core.labels.store import LabelStore
 
     colours = LabelStore(pytest.data_dir / "label_sets").label_set("Fashion base colours")
     at = bulk_page()
@@ -208,7 +208,7 @@ def test_a_refresh_comes_back_to_the_job_named_in_the_address(image_server):
 def test_jobs_are_listed_newest_first_whatever_their_names(app_env):
     import os
 
-    from core.jobs import JobFolder, find_job
+    from core.bulk.jobs import JobFolder, find_job
 
     names = ["cli-products-abc", "20261123-101500-products-1a2b3c", "aaa-oldest"]
     for age, name in zip((10, 20, 30), names, strict=True):

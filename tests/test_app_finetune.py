@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.finetune_job import (
+from core.training.job import (
     FinetuneFolder,
     list_finetune_jobs,
 )
@@ -101,7 +101,7 @@ def test_a_bad_labelled_csv_is_a_clear_message(app_env, bad):
 
 
 def test_a_bulk_jobs_corrected_output_is_labelled_data(app_env, image_server):
-    from core.review import save_corrections
+    from core.bulk.review import save_corrections
     from tests import test_app_bulk
 
     pytest.data_dir = app_env

@@ -5,7 +5,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.label_store import LabelStore, name_key
+from core.labels.store import LabelStore, name_key
 from tests.conftest import ROOT
 
 NEW_SET = "+ New set"  # app_pages/label_sets.py (a page script: importing it would run it)

@@ -177,7 +177,7 @@ def test_switching_model_in_the_sidebar_loads_it(app_env, tmp_path):
 
 
 def test_an_unexpected_error_is_a_plain_message_not_a_traceback(app_env, image_server, monkeypatch):
-    from core.model import ClipClassifier
+    from core.engine.classifier import ClipClassifier
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("simulated failure deep in the model")

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.images import MAX_PIXELS, ImageDecodeError, decode_image
+from core.engine.images import MAX_PIXELS, ImageDecodeError, decode_image
 from tests.images import encode, image_bytes, two_tone
 
 SVG = (

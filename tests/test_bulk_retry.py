@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from core.bulk_retry import error_summary, retry_failed_rows
-from core.pipeline import BulkJob
-from core.review import load_corrections, load_results, save_corrections
+from core.bulk.pipeline import BulkJob
+from core.bulk.retry import error_summary, retry_failed_rows
+from core.bulk.review import load_corrections, load_results, save_corrections
 from tests.test_pipeline import make_fetcher, make_job
 
 
@@ -68,7 +68,7 @@ def test_errors_are_explained_in_plain_words():
 def test_a_retry_or_resume_refuses_results_with_other_columns(
     tmp_path, image_server, classifier, fetcher
 ):
-    from core.csv_input import CsvInputError
+    from core.bulk.csv_input import CsvInputError
 
     urls = [image_server.url("/files/late.png"), image_server.url("/img/1.png")]
     pd.DataFrame({"sku": ["a", "b"], "image_url": urls}).to_csv(tmp_path / "in.csv", index=False)
@@ -87,7 +87,7 @@ def test_a_retry_or_resume_refuses_results_with_other_columns(
 
 
 def test_a_retry_refuses_an_input_that_changed(tmp_path, image_server, classifier, fetcher):
-    from core.csv_input import CsvInputError
+    from core.bulk.csv_input import CsvInputError
 
     source = tmp_path / "in.csv"
     pd.DataFrame({"sku": ["a"], "image_url": [image_server.url("/files/x.png")]}).to_csv(

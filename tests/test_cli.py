@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from core.__main__ import _cli_job_folder
+from core.cli.main import _cli_job_folder
+from core.bulk.jobs import default_batch_size
 from core.config import load_settings
-from core.jobs import default_batch_size
-from core.label_embedding_cache import LabelEmbeddingCache
+from core.engine.label_embedding_cache import LabelEmbeddingCache
 from tests.conftest import ROOT
 from tests.images import image_bytes
 
@@ -244,7 +244,7 @@ def test_classify_unusable_input_is_one_sentence_and_non_zero(
 def test_labels_by_saved_set_name_for_predict_and_classify(
     app_env, image_file, image_server, tmp_path
 ):
-    from core.label_store import LabelStore
+    from core.labels.store import LabelStore
 
     colours = LabelStore(app_env / "label_sets").label_set("Fashion base colours")
     done = run_cli("predict", str(image_file), "--labels", "Fashion base colours", "--json")

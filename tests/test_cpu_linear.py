@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import CLIPModel
 
-from core.cpu_linear import OneDnnLinear, onednn_linear_available, use_onednn_linear
-from core.model import ClipClassifier
+from core.engine.classifier import ClipClassifier
+from core.engine.cpu_linear import OneDnnLinear, onednn_linear_available, use_onednn_linear
 
 X86 = platform.machine().lower() in {"x86_64", "amd64"}
 

@@ -3,7 +3,7 @@ import csv
 import pandas as pd
 import pytest
 
-from core.csv_input import CsvInputError, detect_url_column, inspect_csv, iter_rows, preview
+from core.bulk.csv_input import CsvInputError, detect_url_column, inspect_csv, iter_rows, preview
 
 
 @pytest.mark.parametrize(

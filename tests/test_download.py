@@ -5,7 +5,7 @@ import time
 import pytest
 
 from core.config import Settings
-from core.download import MB, FetchOptions, ImageFetcher
+from core.fetch.download import MB, FetchOptions, ImageFetcher
 
 
 def make_fetcher(tmp_path=None, **overrides):
@@ -304,7 +304,7 @@ def test_local_files_are_read_only_when_allowed(tmp_path, image_server):
 
 
 def test_example_images_are_read_from_the_examples_folder_only(fetcher):
-    from core.examples import EXAMPLE_CSV, example_categories, example_names
+    from core.fetch.examples import EXAMPLE_CSV, example_categories, example_names
 
     assert fetcher.fetch("example:mug.png").ok
     for bad in ("example:../examples.py", "example:/etc/passwd", "example:nope.png", "example:"):

@@ -18,19 +18,19 @@ from sklearn.metrics import (
 )
 
 from core.config import load_settings
-from core.finetune import (
+from core.engine.loading import load_classifier
+from core.engine.probe import ProbeHead
+from core.engine.trained_models import load_probe, read_metadata, training_start
+from core.training.data import stratified_split
+from core.training.job import FinetuneSpec, new_finetune_folder, run_finetune
+from core.training.metrics import evaluate
+from core.training.trainers import (
     ContrastiveTrainer,
     EarlyStopping,
     contrastive_loss,
     train_probe,
     trainable_parameters,
 )
-from core.finetune_job import FinetuneSpec, new_finetune_folder, run_finetune
-from core.metrics import evaluate
-from core.model import load_classifier
-from core.probe import ProbeHead
-from core.trained_models import load_probe, read_metadata, training_start
-from core.training_data import stratified_split
 from tests import fashion_mnist
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
@@ -373,8 +373,8 @@ def test_cancel_mid_training_leaves_a_readable_state_and_no_model(
 
 
 def test_a_saved_model_gives_the_same_outputs_as_before_saving(tmp_path, tiny_model_dir):
-    from core.model import ClipClassifier
-    from core.trained_models import save_trained_model
+    from core.engine.classifier import ClipClassifier
+    from core.engine.trained_models import save_trained_model
 
     base = load_classifier(str(tiny_model_dir), "cpu")
     paths, labels = colour_images(tmp_path / "images", per_class=3)
@@ -395,8 +395,8 @@ def test_a_saved_model_gives_the_same_outputs_as_before_saving(tmp_path, tiny_mo
 
 
 def test_training_time_is_measured_on_the_training_path(classifier, monkeypatch):
-    import core.cpu_linear as cpu_linear
-    from core.finetune import seconds_per_image
+    import core.engine.cpu_linear as cpu_linear
+    from core.training.trainers import seconds_per_image
 
     kernels = []
     inference = cpu_linear._onednn_linear

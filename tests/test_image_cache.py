@@ -2,7 +2,7 @@
 
 import os
 
-from core.image_cache import ImageCache
+from core.fetch.image_cache import ImageCache
 from tests.threads import run_together
 
 ENTRY = 1000  # bytes per test entry

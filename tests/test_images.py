@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.images import ImageDecodeError, decode_image, to_rgb
+from core.engine.images import ImageDecodeError, decode_image, to_rgb
 from tests.images import encode, image_bytes, rotated_exif_bytes, two_tone
 
 WHITE = (255, 255, 255)

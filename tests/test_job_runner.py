@@ -4,10 +4,10 @@ import time
 
 import pandas as pd
 
-from core.download import FetchOptions
-from core.job_runner import BackgroundJobs
-from core.jobs import JobFolder, JobSpec, list_jobs, new_job_folder
-from core.labels import LabelSet
+from core.bulk.jobs import JobFolder, JobSpec, list_jobs, new_job_folder
+from core.bulk.runner import BackgroundJobs
+from core.fetch.download import FetchOptions
+from core.labels.label_set import LabelSet
 
 
 def paced_job(tmp_path, server, rows):

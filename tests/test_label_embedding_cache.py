@@ -7,8 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from core.label_embedding_cache import LabelEmbeddingCache, label_embedding_key, text_tower_digest
-from core.model import load_classifier
+from core.engine.label_embedding_cache import (
+    LabelEmbeddingCache,
+    label_embedding_key,
+    text_tower_digest,
+)
+from core.engine.loading import load_classifier
 from tests.tiny_clip import build_tiny_clip
 
 LABELS = ["sneakers", "handbag", "wristwatch", "dress"]
@@ -137,11 +141,12 @@ def test_clear_removes_every_entry(tiny_model_dir, cache_dir):
 def test_a_checkpoint_folder_is_known_by_its_files_without_hashing_its_weights(
     tmp_path, cache_dir, monkeypatch
 ):
-    import core.model
+    import core.engine.text_side
 
     calls = []
-    real = core.model.text_tower_digest
-    monkeypatch.setattr(core.model, "text_tower_digest", lambda m: calls.append(1) or real(m))
+    real = core.engine.text_side.text_tower_digest
+    counted = lambda m: calls.append(1) or real(m)  # noqa: E731
+    monkeypatch.setattr(core.engine.text_side, "text_tower_digest", counted)
     folder = build_tiny_clip(tmp_path / "model")
     first = load(folder, cache_dir).encode_labels(LABELS)
     second = load(folder, cache_dir)  # a new process reads the entry

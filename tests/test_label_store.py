@@ -5,8 +5,7 @@ import json
 import pytest
 
 from core import storage
-from core.label_store import LabelStore, LabelStoreError, name_key, resolve_label_set
-from core.labels import (
+from core.labels.label_set import (
     LabelEntry,
     LabelsError,
     LabelSetDocument,
@@ -18,6 +17,7 @@ from core.labels import (
     export_txt,
     parse_labels_text,
 )
+from core.labels.store import LabelStore, LabelStoreError, name_key, resolve_label_set
 from tests.threads import run_together
 
 DOC = LabelSetDocument(

@@ -1,6 +1,6 @@
 import pytest
 
-from core.labels import (
+from core.labels.label_set import (
     LabelsError,
     load_labels_file,
     parse_labels_text,

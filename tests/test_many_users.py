@@ -7,7 +7,7 @@ import time
 from streamlit.testing.v1 import AppTest
 
 from app_pages import common
-from core.jobs import list_jobs
+from core.bulk.jobs import list_jobs
 from tests.conftest import ROOT
 
 

@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from core.memory import limit_allocator_retention, release_free_memory
+from core.bulk.memory import limit_allocator_retention, release_free_memory
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")

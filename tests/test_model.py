@@ -7,8 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from core.images import decode_image, to_rgb
-from core.model import ModelLoadError, load_classifier, rank_labels, resolve_device
+from core.engine.device import ModelLoadError, resolve_device
+from core.engine.images import decode_image, to_rgb
+from core.engine.loading import load_classifier
+from core.engine.scores import rank_labels
 from tests.images import encode, rotated_exif_bytes, two_tone
 
 LABELS = ["sneakers", "handbag", "wristwatch", "dress"]
@@ -237,7 +239,10 @@ def test_a_model_in_the_hub_cache_loads_without_contacting_the_hub(
     (refs / "main").write_text("a" * 40)
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT=image_server.base)
-    code = "from core.model import load_classifier; print(load_classifier('shop/tiny-clip').name)"
+    code = (
+        "from core.engine.loading import load_classifier; "
+        "print(load_classifier('shop/tiny-clip').name)"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -260,12 +265,12 @@ def test_a_folder_under_the_home_directory_can_be_given_with_a_tilde(
 def test_fast_preprocessing_equals_transformers(size):
     from transformers import CLIPImageProcessor
 
-    from core.model import _standard_clip_transform
+    from core.engine.clip_transform import standard_clip_transform
 
     processor = CLIPImageProcessor(
         size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}
     )
-    transform = _standard_clip_transform(processor)
+    transform = standard_clip_transform(processor)
     assert transform is not None
     img = two_tone(size)
     img.paste((30, 160, 90), (size[0] // 3, size[1] // 4, size[0] // 2, size[1] // 2))
@@ -287,7 +292,7 @@ def test_prepared_images_batch_to_the_same_pixels_as_preprocess(classifier):
 def test_unusual_processor_settings_use_transformers():
     from transformers import CLIPImageProcessor
 
-    from core.model import _standard_clip_transform
+    from core.engine.clip_transform import standard_clip_transform
 
-    assert _standard_clip_transform(CLIPImageProcessor(do_center_crop=False)) is None
-    assert _standard_clip_transform(CLIPImageProcessor(resample=2)) is None
+    assert standard_clip_transform(CLIPImageProcessor(do_center_crop=False)) is None
+    assert standard_clip_transform(CLIPImageProcessor(resample=2)) is None

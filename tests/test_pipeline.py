@@ -8,10 +8,10 @@ import time
 import pandas as pd
 import pytest
 
-from core.download import FetchOptions, ImageFetcher
-from core.jobs import JobFolder, JobSpec
-from core.labels import LabelSet
-from core.pipeline import OUTPUT_COLUMNS, BulkJob, output_header
+from core.bulk.jobs import JobFolder, JobSpec
+from core.bulk.pipeline import OUTPUT_COLUMNS, BulkJob, output_header
+from core.fetch.download import FetchOptions, ImageFetcher
+from core.labels.label_set import LabelSet
 
 CATEGORIES = LabelSet("category", ("shoes", "bags", "hats", "watches"))
 COLOURS = LabelSet("Base colour", ("red", "blue", "green"))
@@ -223,7 +223,7 @@ def test_input_changed_since_start_refuses_to_resume(tmp_path, image_server, cla
     with pytest.raises(Interrupt):
         BulkJob(folder, classifier, fetcher, on_progress=interrupt_after(5)).run()
     make_csv(source, image_server, rows=31)
-    from core.csv_input import CsvInputError
+    from core.bulk.csv_input import CsvInputError
 
     with pytest.raises(CsvInputError, match="has changed since the job started"):
         BulkJob(folder, classifier, fetcher).run(resume=True)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import download
-from core.download import FetchOptions, ImageFetcher
-from core.pipeline import BulkJob
+from core.bulk.pipeline import BulkJob
+from core.fetch import download
+from core.fetch.download import FetchOptions, ImageFetcher
 from tests.test_pipeline import make_fetcher, make_job, read_results
 
 MALFORMED = [

@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from core.config import SettingsError, load_settings
-from core.model import load_classifier, resolve_dtype
+from core.engine.device import resolve_dtype
+from core.engine.loading import load_classifier
 from tests.test_cli import run_cli
 
 LABELS = ["sneakers", "handbag", "wristwatch"]

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from core.review import csv_bytes, merge_corrections, parquet_bytes, review_queue, with_review
+from core.bulk.review import csv_bytes, merge_corrections, parquet_bytes, review_queue, with_review
 
 RESULTS = pd.DataFrame(
     {
@@ -48,7 +48,7 @@ def test_downloads_round_trip():
 def test_top_categories_are_shown_readably_and_downloads_keep_the_json():
     import pandas as pd
 
-    from core.review import for_display, readable_top
+    from core.bulk.review import for_display, readable_top
 
     cell = '[{"label": "red", "score": 0.621}, {"label": "blue", "score": 0.2044}]'
     assert readable_top(cell) == "red 62.1%, blue 20.4%"
@@ -62,7 +62,7 @@ def test_top_categories_are_shown_readably_and_downloads_keep_the_json():
 def test_the_gallery_filters_by_category_and_confidence_and_shows_corrections():
     import pandas as pd
 
-    from core.review import gallery_rows
+    from core.bulk.review import gallery_rows
 
     results = pd.DataFrame(
         {
@@ -81,7 +81,7 @@ def test_the_gallery_filters_by_category_and_confidence_and_shows_corrections():
 
 
 def test_thumbnails_are_urls_or_example_data_never_local_paths():
-    from core.review import thumbnail_source
+    from core.bulk.review import thumbnail_source
 
     assert thumbnail_source(" https://shop.example/a.jpg ") == "https://shop.example/a.jpg"
     assert thumbnail_source("example:mug.png").startswith("data:image/png;base64,iVBOR")
@@ -94,8 +94,8 @@ def test_every_label_set_keeps_its_own_corrections_and_old_review_files_still_lo
 
     import pandas as pd
 
-    from core.jobs import JobFolder
-    from core.review import load_all_corrections, load_corrections, save_corrections
+    from core.bulk.jobs import JobFolder
+    from core.bulk.review import load_all_corrections, load_corrections, save_corrections
 
     folder = JobFolder(tmp_path)
     (tmp_path / "review.json").write_text(json.dumps({"0": "bags"}))  # written before sets

@@ -1,6 +1,6 @@
 """Probabilities shown so that they can be told apart; long labels wrapped for charts."""
 
-from core.score_format import format_percent, percent_decimals, wrap_label
+from core.engine.score_format import format_percent, percent_decimals, wrap_label
 
 
 def test_decimals_grow_until_different_scores_look_different():

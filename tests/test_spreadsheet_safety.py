@@ -5,8 +5,8 @@ import csv
 import pandas as pd
 import pytest
 
-from core.labels import LabelEntry, LabelSetDocument, entries_from_csv, export_csv
-from core.review import csv_bytes
+from core.bulk.review import csv_bytes
+from core.labels.label_set import LabelEntry, LabelSetDocument, entries_from_csv, export_csv
 from core.spreadsheet_safety import neutralise, neutralise_frame, restore
 
 

@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
-from core.finetune import ContrastiveTrainer
-from core.labels import LabelSet
-from core.model import truncation_problem
+from core.engine.classifier import truncation_problem
+from core.labels.label_set import LabelSet
+from core.training.trainers import ContrastiveTrainer
 from tests.test_app_label_sets import label_sets_page, new_set
 from tests.test_cli import image_file, run_classify, run_cli  # noqa: F401 - fixture
 
@@ -45,7 +45,7 @@ def test_labels_identical_in_their_first_77_tokens_are_found(classifier):
 
 
 def test_contrastive_training_takes_captions_longer_than_the_positions(tiny_model_dir):
-    from core.model import load_classifier
+    from core.engine.loading import load_classifier
 
     base = load_classifier(str(tiny_model_dir), "cpu")
     trainer = ContrastiveTrainer(base.model, base.processor.tokenizer, torch.device("cpu"))

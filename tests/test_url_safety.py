@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from core import download
-from core.download import FetchOptions, ImageFetcher, is_refused_address
+from core.fetch import download
+from core.fetch.download import FetchOptions, ImageFetcher, is_refused_address
 
 REFUSED = [
     "127.0.0.1",

@@ -31,9 +31,22 @@ import torch
 from PIL import Image
 
 from core.config import Settings
-from core.download import FetchOptions, ImageFetcher
+from core.engine.classifier import ClipClassifier
+from core.engine.images import ImageDecodeError, decode_image
+from core.engine.loading import load_classifier
+from core.engine.text_side import render_prompt
+from core.engine.trained_models import (
+    check_model_name,
+    model_folder,
+    save_trained_model,
+    training_start,
+)
 from core.errors import UserError
-from core.finetune import (
+from core.fetch.download import FetchOptions, ImageFetcher
+from core.storage import atomic_write_json, read_json
+from core.training.data import LabelledData, read_labelled_csv, stratified_split
+from core.training.metrics import Evaluation, evaluate
+from core.training.trainers import (
     ContrastiveTrainer,
     EarlyStopping,
     TrainingCancelled,
@@ -41,17 +54,6 @@ from core.finetune import (
     copy_model,
     train_probe,
 )
-from core.images import ImageDecodeError, decode_image
-from core.metrics import Evaluation, evaluate
-from core.model import ClipClassifier, load_classifier, render_prompt
-from core.storage import atomic_write_json, read_json
-from core.trained_models import (
-    check_model_name,
-    model_folder,
-    save_trained_model,
-    training_start,
-)
-from core.training_data import LabelledData, read_labelled_csv, stratified_split
 
 SPEC_FILE, STATE_FILE, PROGRESS_FILE, RESULT_FILE, CANCEL_FILE = (
     "spec.json",
@@ -224,7 +226,7 @@ def list_finetune_jobs(data_dir: str | Path) -> list[FinetuneFolder]:
 
 def start_in_background(folder: FinetuneFolder, env: dict[str, str] | None = None) -> int:
     """Run the job in its own process (new session: it outlives the page that started it)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     log = open(folder.path / "job.log", "ab")  # noqa: SIM115 - handed to the child process
     process = subprocess.Popen(
         [sys.executable, "-m", "core", "finetune", "--job", str(folder.path)],

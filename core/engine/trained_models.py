@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import UserError
-from core.labels import DEFAULT_TEMPLATES, LabelEntry, LabelSetDocument
+from core.labels.label_set import DEFAULT_TEMPLATES, LabelEntry, LabelSetDocument
 from core.storage import atomic_write_json, read_json
 
 if TYPE_CHECKING:  # torch is imported only where weights are read or written

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from core.labels import LabelSet
+from core.labels.label_set import LabelSet
 from core.storage import atomic_write_json, read_json
 
 SPEC_FILE, STATE_FILE, RESULTS_FILE, INPUT_FILE, LOG_FILE = (

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 
-from core.download import FetchOptions, ImageFetcher
+from core.bulk.jobs import JobFolder, JobState
+from core.bulk.pipeline import BulkJob
+from core.engine.classifier import ClipClassifier
 from core.errors import UserError
-from core.jobs import JobFolder, JobState
-from core.model import ClipClassifier
-from core.pipeline import BulkJob
+from core.fetch.download import FetchOptions, ImageFetcher
 
 LOG = logging.getLogger("cliplab.jobs")
 

@@ -29,12 +29,14 @@ from pathlib import Path
 
 import torch
 
-from core.csv_input import CsvInfo, CsvInputError, inspect_csv, iter_rows
-from core.download import ImageFetcher
-from core.jobs import JobFolder, JobSpec, JobState
-from core.labels import LabelSet
-from core.memory import limit_allocator_retention, release_free_memory
-from core.model import ClipClassifier, Prepared, label_texts
+from core.bulk.csv_input import CsvInfo, CsvInputError, inspect_csv, iter_rows
+from core.bulk.jobs import JobFolder, JobSpec, JobState
+from core.bulk.memory import limit_allocator_retention, release_free_memory
+from core.engine.classifier import ClipClassifier
+from core.engine.image_side import Prepared
+from core.engine.text_side import label_texts
+from core.fetch.download import ImageFetcher
+from core.labels.label_set import LabelSet
 
 OUTPUT_COLUMNS = ("predicted_category", "confidence", "top_categories", "error")
 PHASE_LABELLING = "Fetching and labelling images"

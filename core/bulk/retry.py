@@ -15,13 +15,13 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from core.csv_input import iter_rows
-from core.download import ImageFetcher
+from core.bulk.csv_input import iter_rows
+from core.bulk.jobs import JobFolder, JobSpec
+from core.bulk.pipeline import BulkJob, check_input, check_results_header, output_header
+from core.bulk.review import load_results
+from core.engine.classifier import ClipClassifier
 from core.errors import explain_error
-from core.jobs import JobFolder, JobSpec
-from core.model import ClipClassifier
-from core.pipeline import BulkJob, check_input, check_results_header, output_header
-from core.review import load_results
+from core.fetch.download import ImageFetcher
 from core.storage import atomic_write_bytes
 
 RETRY_FOLDER = "retry"

@@ -5,8 +5,8 @@ and two sessions saving at once each leave a whole file: different sets both suc
 the same set the last write wins whole. A set's file name is derived from its name (lower case,
 letters and digits joined by "-"), so no name can reach outside the folder.
 
-Starter sets shipped in core/starter_label_sets/ are copied in on first use; a starter the user
-deletes stays deleted.
+Starter sets shipped in core/labels/starter_label_sets/ are copied in on first use; a starter
+the user deletes stays deleted.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.config import Settings
-from core.labels import (
+from core.labels.label_set import (
     DEFAULT_TEMPLATES,
     LabelsError,
     LabelSet,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from core.csv_input import CsvInputError, inspect_csv, iter_rows, looks_like_url, preview
+from core.bulk.csv_input import CsvInputError, inspect_csv, iter_rows, looks_like_url, preview
 
 MIN_IMAGES_PER_CLASS = 5  # below this a class is warned about: too few to learn or to judge
 LABEL_COLUMN_NAMES = ("label", "category", "class", "predicted_category")

@@ -1,7 +1,7 @@
 """A linear-probe head: a linear classifier over L2-normalised CLIP image embeddings.
 
-Trained by core/finetune.py (scikit-learn's logistic regression), saved beside the CLIP weights
-of a trained model, and applied by ClipClassifier in place of the text tower.
+Trained by core/training/trainers.py (scikit-learn's logistic regression), saved beside the
+CLIP weights of a trained model, and applied by ClipClassifier in place of the text tower.
 """
 
 from __future__ import annotations

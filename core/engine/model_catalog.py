@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from core.config import DEFAULT_MODEL
-from core.trained_models import list_models
+from core.engine.trained_models import list_models
 
 
 def downloaded_clip_models() -> list[str]:

@@ -13,8 +13,8 @@ import json
 
 import pandas as pd
 
-from core.images import is_http_url
-from core.jobs import JobFolder
+from core.bulk.jobs import JobFolder
+from core.engine.images import is_http_url
 from core.spreadsheet_safety import neutralise_frame
 from core.storage import atomic_write_json, read_json
 
@@ -158,7 +158,7 @@ def gallery_rows(
 def thumbnail_source(reference: str) -> str | None:
     """What a browser can show for a row's image: an http(s) URL as it is, an example image
     as a data URL; None for anything else (the web pages never read local paths)."""
-    from core.examples import example_path
+    from core.fetch.examples import example_path
 
     if is_http_url(reference):
         return reference.strip()

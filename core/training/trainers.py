@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from core.engine.probe import ProbeHead
+from core.engine.text_side import render_prompt
 from core.errors import UserError
-from core.model import render_prompt
-from core.probe import ProbeHead
 
 PROBE_C_VALUES = (0.01, 0.1, 1.0, 10.0, 100.0)
 TRAIN_CHOICES = ("projection", "last-N", "all")
@@ -240,7 +240,7 @@ def seconds_per_image(classifier: object, batch_size: int = 8) -> float:
     """Measured time of one image through the vision tower as training runs it, for estimates.
 
     Gradients are on, as in a training step: that also selects the layers' training kernels,
-    which on x86 CPUs are slower than the inference ones (core/cpu_linear.py).
+    which on x86 CPUs are slower than the inference ones (core/engine/cpu_linear.py).
     """
     model = classifier.model  # type: ignore[attr-defined]
     size = classifier.input_size  # type: ignore[attr-defined]

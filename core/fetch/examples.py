@@ -1,4 +1,4 @@
-"""The example products that ship with the app (core/example_products/, drawn by
+"""The example products that ship with the app (core/fetch/example_products/, drawn by
 docs/make_examples.py): eight images, a CSV of them and a set of categories, so that a first
 visitor can try every page offline, with nothing of their own.
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from core.images import MAX_IMAGE_BYTES, read_image_file
+from core.engine.images import MAX_IMAGE_BYTES, read_image_file
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "example_products"
 EXAMPLE_SCHEME = "example:"

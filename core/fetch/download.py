@@ -4,7 +4,7 @@ Each fetch ends in a FetchResult holding either an RGB image or a short error a 
 ("HTTP 404", "timed out after 10 s", "not an image (text/html)", "larger than 20 MB"); nothing
 here raises for a bad URL, whatever its text, so one broken row never stops a batch. One deadline
 (10 s) bounds each image from connecting to the last byte, retries and slow headers included
-(core/deadline.py). Only http(s) URLs are fetched; local files are read only when the options
+(core/fetch/deadline.py). Only http(s) URLs are fetched; local files are read only when the options
 allow it, which the command line does and the web pages never do.
 """
 
@@ -28,17 +28,17 @@ from urllib3.exceptions import DecodeError, HTTPError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from core.config import DEFAULT_IMAGE_CACHE_MB, Settings
-from core.deadline import Watchdog, current_deadline, deadline_scope
-from core.errors import clip_text
-from core.examples import EXAMPLE_SCHEME, example_path
-from core.image_cache import ImageCache
-from core.images import (
+from core.engine.images import (
     MAX_IMAGE_BYTES,
     ImageDecodeError,
     decode_image,
     is_http_url,
     read_image_file,
 )
+from core.errors import clip_text
+from core.fetch.deadline import Watchdog, current_deadline, deadline_scope
+from core.fetch.examples import EXAMPLE_SCHEME, example_path
+from core.fetch.image_cache import ImageCache
 
 MB = 1024 * 1024
 MAX_URL_CHARS = 8192

@@ -1,0 +1,225 @@
+"""A loaded CLIP model as a classifier: the image side encodes images, the text side encodes
+labels, and scores follow CLIP's definition, softmax(logit_scale * cosine similarity) over the
+candidate labels; a model with a linear-probe head scores its own classes instead."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import CLIPModel, CLIPProcessor
+
+from core.engine.cpu_linear import use_onednn_linear
+from core.engine.device import resolve_dtype
+from core.engine.image_side import ImageSide, Prepared
+from core.engine.label_embedding_cache import LabelEmbeddingCache
+from core.engine.probe import ProbeHead
+from core.engine.scores import LabelScore, Prediction, probabilities, rank_labels
+from core.engine.text_side import TextSide, label_texts
+from core.errors import clip_text
+from core.labels.label_set import DEFAULT_TEMPLATES, LabelSet
+
+
+class ClipClassifier:
+    """A CLIP model with its processor, split into `image_side` and `text_side`, and the
+    scoring that joins them.
+
+    Thread-safe for concurrent use by several Streamlit sessions: the label cache is guarded by a
+    lock, and inference needs no shared mutable state.
+    """
+
+    def __init__(
+        self,
+        model: CLIPModel,
+        processor: CLIPProcessor,
+        name: str,
+        device: torch.device,
+        probe: ProbeHead | None = None,
+        label_disk_cache: LabelEmbeddingCache | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.name = name
+        self.device = device
+        self.dtype = dtype or resolve_dtype("auto", device)
+        self.model = model.to(device=device, dtype=self.dtype).eval()
+        if device.type == "cpu":
+            use_onednn_linear(self.model)
+        self.processor = processor
+        self.probe = probe
+        self.image_side = ImageSide(self.model, processor.image_processor, device, self.dtype)
+        self.text_side = TextSide(
+            self.model, processor.tokenizer, device, self.dtype, label_disk_cache
+        )
+
+    # The image side, as callers have always reached it.
+    @property
+    def input_size(self) -> int:
+        """Side in pixels of the square the image processor feeds to the vision tower."""
+        return self.image_side.input_size
+
+    def prepare(self, img: Image.Image) -> Prepared:
+        """One image made ready for the vision tower (see ImageSide.prepare)."""
+        return self.image_side.prepare(img)
+
+    def pixels(self, prepared: Sequence[Prepared]) -> torch.Tensor:
+        """The vision tower's input batch (CPU, float32) from prepared images."""
+        return self.image_side.pixels(prepared)
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Resize, crop and normalise images into the vision tower's input (CPU, float32)."""
+        return self.image_side.preprocess(images)
+
+    def encode_pixels(self, pixels: torch.Tensor, pad_to: int | None = None) -> torch.Tensor:
+        """L2-normalised embeddings for preprocessed images (see ImageSide.encode_pixels)."""
+        return self.image_side.encode_pixels(pixels, pad_to)
+
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> torch.Tensor:
+        """L2-normalised image embeddings, one row per image, float32 on the CPU."""
+        return self.image_side.encode_images(images, batch_size)
+
+    # The text side.
+    @property
+    def max_text_tokens(self) -> int:
+        """How many tokens of a prompt the text tower reads."""
+        return self.text_side.max_tokens
+
+    @property
+    def text_encoder_calls(self) -> int:
+        """How many times the text tower has run (a batch of prompts each)."""
+        return self.text_side.encoder_calls
+
+    @property
+    def label_disk_cache(self) -> LabelEmbeddingCache | None:
+        """Where label embeddings are kept across processes, if anywhere."""
+        return self.text_side.disk_cache
+
+    @property
+    def checkpoint_folder(self) -> Path | None:
+        """The folder the weights were read from, if known (it names the label-cache entries)."""
+        return self.text_side.checkpoint_folder
+
+    @checkpoint_folder.setter
+    def checkpoint_folder(self, folder: Path | None) -> None:
+        self.text_side.checkpoint_folder = folder
+
+    def tokenize(self, texts: Sequence[str], tensors: bool = False) -> Any:
+        """Token ids cut to the text tower's own positions (see TextSide.tokenize)."""
+        return self.text_side.tokenize(texts, tensors)
+
+    def truncation_twins(
+        self,
+        labels: Sequence[str],
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        prompts: Sequence[str] | None = None,
+    ) -> list[tuple[str, ...]]:
+        """Groups of labels the model cannot tell apart once prompts are cut to its length."""
+        return self.text_side.truncation_twins(labels, templates, prompts)
+
+    def clear_label_cache(self) -> None:
+        """Forget all cached label embeddings (they are recomputed on next use)."""
+        self.text_side.clear_cache()
+
+    def has_label_embeddings(
+        self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
+    ) -> bool:
+        """Whether encode_labels would answer from its caches, without running the text tower."""
+        return self.text_side.has_embeddings(labels, templates)
+
+    def encode_labels(
+        self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
+    ) -> torch.Tensor:
+        """One L2-normalised embedding per label, the mean over all templates (CLIP ensembling).
+
+        Cached per (labels, templates) in memory, and on disk when the classifier has a disk
+        cache, so scoring many images (or running many jobs) re-encodes no text.
+        """
+        return self.text_side.encode_labels(labels, templates)
+
+    # Scoring.
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's learned temperature, exp(logit_scale), capped at 100 as in the paper."""
+        return float(self.model.logit_scale.detach().float().exp().clamp(max=100.0))
+
+    def predict_one(
+        self,
+        image: Image.Image,
+        labels: Sequence[str],
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        prompts: Sequence[str] | None = None,
+    ) -> Prediction:
+        """Score one image against the labels, timing it and noting whether text was re-encoded.
+
+        `prompts`, when given, holds per label the text put into the templates (a fuller
+        description than the label itself); the results are still named by the labels.
+        """
+        self.text_side.start_call()
+        started = time.perf_counter()
+        ranked = self.classify([image], labels, templates, prompts=prompts)[0]
+        cached = not self.text_side.ran_text_tower()
+        return Prediction(ranked, time.perf_counter() - started, labels_from_cache=cached)
+
+    def probabilities(
+        self, image_embeddings: torch.Tensor, label_embeddings: torch.Tensor
+    ) -> torch.Tensor:
+        """softmax(logit_scale * cosine): one row per image, one column per label, rows sum to 1."""
+        return probabilities(self.logit_scale, image_embeddings, label_embeddings)
+
+    def classify(
+        self,
+        images: Sequence[Image.Image],
+        labels: Sequence[str],
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        batch_size: int = 32,
+        prompts: Sequence[str] | None = None,
+    ) -> list[list[LabelScore]]:
+        """For each image, every label with its probability, best first (`prompts`: as for
+        predict_one)."""
+        score = self.scorer(labels, templates, prompts)
+        probs = score(self.encode_images(images, batch_size))
+        return [rank_labels(labels, row.tolist()) for row in probs]
+
+    def scorer(
+        self,
+        labels: Sequence[str],
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        prompts: Sequence[str] | None = None,
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A function from image embeddings to probabilities over `labels`, in their order.
+
+        Zero-shot: the labels' text embeddings (encoded once, cached). A model with a linear
+        probe scores its own classes instead (ClassMismatchError unless `labels` are exactly
+        those), so it is used like any other model and gives the same outputs.
+        """
+        if self.probe is not None:
+            probe, order = self.probe, self.probe.order_for(labels)
+            return lambda embeddings: probe.probabilities(embeddings)[:, order]
+        label_embeddings = self.encode_labels(label_texts(labels, prompts), templates)
+        return lambda embeddings: self.probabilities(embeddings, label_embeddings)
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The model's own classes when it has a linear probe; None for zero-shot models."""
+        return self.probe.classes if self.probe is not None else None
+
+
+def truncation_problem(classifier: ClipClassifier, label_set: LabelSet) -> str | None:
+    """One sentence about labels of `label_set` that truncation makes identical for this model,
+    or None when the model can tell all of them apart."""
+    twins = classifier.truncation_twins(
+        label_set.labels, label_set.templates, label_set.prompts or None
+    )
+    if not twins:
+        return None
+    shown = "; ".join(
+        f"{len(group)} labels beginning '{clip_text(group[0], 40)}'" for group in twins
+    )
+    return (
+        f"Label set '{label_set.name}': some labels are identical in their first "
+        f"{classifier.max_text_tokens} tokens, all the model reads, so it cannot tell them apart "
+        f"({clip_text(shown, 200)}); shorten or reword them so they differ near the start."
+    )

@@ -1,0 +1,5 @@
+"""Training: labelled data, linear probes and contrastive CLIP fine-tuning, the fine-tune job
+folder and its background run, and the metrics that judge a model against zero-shot.
+
+May import: core's top-level modules, labels, engine, fetch and bulk (CSV input). Never cli.
+"""
