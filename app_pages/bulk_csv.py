@@ -15,6 +15,7 @@ from app_pages.common import (
     label_sets_input,
     require_classifier,
 )
+from core.bulk.columns import SetColumns, result_columns
 from core.bulk.csv_input import CsvInputError, inspect_csv, preview
 from core.bulk.jobs import (
     JobFolder,
@@ -26,7 +27,6 @@ from core.bulk.jobs import (
     list_jobs,
     new_job_folder,
 )
-from core.bulk.pipeline import SetColumns, result_columns
 from core.bulk.retry import error_summary, retry_failed_rows
 from core.bulk.review import (
     FIRST_SET,

@@ -22,22 +22,18 @@ from app_pages.common import (
 )
 from core.engine.classifier import truncation_problem
 from core.errors import plural, short_list
-from core.labels.label_set import (
-    DEFAULT_TEMPLATES,
-    LabelEntry,
-    LabelsError,
-    LabelSetDocument,
+from core.labels.document import LabelEntry, LabelSetDocument, duplicate_message
+from core.labels.exchange import (
     csv_columns,
     decode_text,
     default_label_column,
     document_from_json,
-    duplicate_message,
     entries_from_csv,
     export_csv,
     export_json,
     export_txt,
-    parse_labels_text,
 )
+from core.labels.label_set import DEFAULT_TEMPLATES, LabelsError, parse_labels_text
 from core.labels.store import LabelStoreError, name_key
 
 NEW_SET = "+ New set"  # plain text: an emoji shows as an empty box where no emoji font is

@@ -5,18 +5,16 @@ import json
 import pytest
 
 from core import storage
-from core.labels.label_set import (
-    LabelEntry,
-    LabelsError,
-    LabelSetDocument,
+from core.labels.document import LabelEntry, LabelSetDocument
+from core.labels.exchange import (
     csv_columns,
     document_from_json,
     entries_from_csv,
     export_csv,
     export_json,
     export_txt,
-    parse_labels_text,
 )
+from core.labels.label_set import LabelsError, parse_labels_text
 from core.labels.store import LabelStore, LabelStoreError, name_key, resolve_label_set
 from tests.threads import run_together
 

@@ -8,8 +8,9 @@ import time
 import pandas as pd
 import pytest
 
+from core.bulk.columns import OUTPUT_COLUMNS, output_header
 from core.bulk.jobs import JobFolder, JobSpec
-from core.bulk.pipeline import OUTPUT_COLUMNS, BulkJob, output_header
+from core.bulk.pipeline import BulkJob
 from core.fetch.download import FetchOptions, ImageFetcher
 from core.labels.label_set import LabelSet
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.bulk.pipeline import BulkJob
-from core.fetch import download
+from core.fetch import url_safety
 from core.fetch.download import FetchOptions, ImageFetcher
 from tests.test_pipeline import make_fetcher, make_job, read_results
 
@@ -120,7 +120,7 @@ def test_any_text_in_the_url_column_gives_every_row_once_in_order(
 ):
     tmp_path = tmp_path_factory.mktemp("prop")
     closed = ImageFetcher(FetchOptions(retries=0, total_timeout=2.0))  # private URLs refused
-    with mock.patch.object(download, "_resolve", _no_dns):
+    with mock.patch.object(url_safety, "_resolve", _no_dns):
         _folder, state, out = run_job(tmp_path, urls, classifier, closed)
     closed.close()
     assert state.status == "finished"
@@ -132,7 +132,7 @@ def test_any_text_in_the_url_column_gives_every_row_once_in_order(
 def test_hypothesis_found_cases_stay_fixed(tmp_path, classifier):
     closed = ImageFetcher(FetchOptions(retries=0, total_timeout=2.0))
     urls = ["\x00", "\r", "\n\n", '"', ",", "http://[", "https://]:", "\x85", "\u2028", " "]
-    with mock.patch.object(download, "_resolve", _no_dns):
+    with mock.patch.object(url_safety, "_resolve", _no_dns):
         _folder, state, out = run_job(tmp_path, urls, classifier, closed)
     closed.close()
     assert state.status == "finished"

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from core.bulk.review import csv_bytes
-from core.labels.label_set import LabelEntry, LabelSetDocument, entries_from_csv, export_csv
+from core.labels.document import LabelEntry, LabelSetDocument
+from core.labels.exchange import entries_from_csv, export_csv
 from core.spreadsheet_safety import neutralise, neutralise_frame, restore
 
 

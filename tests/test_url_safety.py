@@ -6,8 +6,9 @@ import socket
 
 import pytest
 
-from core.fetch import download
-from core.fetch.download import FetchOptions, ImageFetcher, is_refused_address
+from core.fetch import url_safety
+from core.fetch.download import FetchOptions, ImageFetcher
+from core.fetch.url_safety import is_refused_address
 
 REFUSED = [
     "127.0.0.1",
@@ -57,7 +58,7 @@ def public_fetcher(**overrides):
 
 @pytest.mark.parametrize("address", REFUSED)
 def test_a_name_resolving_to_a_refused_range_is_a_per_row_error(monkeypatch, image_server, address):
-    monkeypatch.setattr(download, "_resolve", fake_resolver({"shop.example": address}))
+    monkeypatch.setattr(url_safety, "_resolve", fake_resolver({"shop.example": address}))
     fetcher = public_fetcher()
     result = fetcher.fetch("http://shop.example/product.jpg")
     assert result.error == "refused: private address" and result.image is None
@@ -67,8 +68,8 @@ def test_a_redirect_from_a_public_host_to_loopback_is_refused(monkeypatch, image
     """The loopback server plays a public shop (its name resolves publicly and the connected
     address check is off for it); its redirect to http://127.0.0.1/... must not be followed."""
     port = image_server.url("/").split(":")[-1].rstrip("/")
-    monkeypatch.setattr(download, "_resolve", fake_resolver({"localhost": "93.184.216.34"}))
-    monkeypatch.setattr(download, "_checked_socket", lambda sock: sock)
+    monkeypatch.setattr(url_safety, "_resolve", fake_resolver({"localhost": "93.184.216.34"}))
+    monkeypatch.setattr(url_safety, "_checked_socket", lambda sock: sock)
     fetcher = public_fetcher()
     assert fetcher.fetch(f"http://localhost:{port}/redirect").ok  # same public host: followed
     result = fetcher.fetch(f"http://localhost:{port}/to-loopback")
@@ -79,7 +80,7 @@ def test_a_redirect_from_a_public_host_to_loopback_is_refused(monkeypatch, image
 def test_dns_rebinding_between_check_and_connect_is_caught(monkeypatch, image_server):
     """The check sees a public answer; the connection (resolved again) lands on 127.0.0.1."""
     port = image_server.url("/").split(":")[-1].rstrip("/")
-    monkeypatch.setattr(download, "_resolve", fake_resolver({"localhost": "93.184.216.34"}))
+    monkeypatch.setattr(url_safety, "_resolve", fake_resolver({"localhost": "93.184.216.34"}))
     result = public_fetcher().fetch(f"http://localhost:{port}/red.png")
     assert result.error == "refused: private address"
     assert image_server.hits["/red.png"] == 0  # not a single HTTP request was sent

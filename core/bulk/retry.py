@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from core.bulk.columns import check_results_header, output_header
 from core.bulk.csv_input import iter_rows
 from core.bulk.jobs import JobFolder, JobSpec
-from core.bulk.pipeline import BulkJob, check_input, check_results_header, output_header
+from core.bulk.pipeline import BulkJob, check_input
 from core.bulk.review import load_results
 from core.engine.classifier import ClipClassifier
 from core.errors import explain_error

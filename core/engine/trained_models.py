@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import UserError
-from core.labels.label_set import DEFAULT_TEMPLATES, LabelEntry, LabelSetDocument
+from core.labels.document import LabelEntry, LabelSetDocument
+from core.labels.label_set import DEFAULT_TEMPLATES
 from core.storage import atomic_write_json, read_json
 
 if TYPE_CHECKING:  # torch is imported only where weights are read or written

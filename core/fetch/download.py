@@ -10,9 +10,7 @@ allow it, which the command line does and the web pages never do.
 
 from __future__ import annotations
 
-import ipaddress
 import math
-import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -21,9 +19,6 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from PIL import Image
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import DecodeError, HTTPError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
@@ -35,13 +30,19 @@ from core.engine.images import (
     is_http_url,
     read_image_file,
 )
-from core.errors import clip_text
 from core.fetch.deadline import Watchdog, current_deadline, deadline_scope
 from core.fetch.examples import EXAMPLE_SCHEME, example_path
 from core.fetch.image_cache import ImageCache
+from core.fetch.url_safety import (
+    DeadlinePassed,
+    FetchError,
+    GuardedAdapter,
+    RefusedPeer,
+    check_url,
+    shown,
+)
 
 MB = 1024 * 1024
-MAX_URL_CHARS = 8192
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 USER_AGENT = "CLIP-Labeler/0.1 (+https://github.com/; image classification)"
 
@@ -90,10 +91,6 @@ class FetchResult:
         return self.image is not None
 
 
-class FetchError(Exception):
-    """Internal: a fetch failed for the reason in its message."""
-
-
 def _remaining() -> float:
     """Seconds left to the current fetch's deadline (infinite outside a fetch)."""
     deadline = current_deadline()
@@ -131,122 +128,6 @@ def _size_text(num_bytes: int) -> str:
     return f"{num_bytes / MB:g} MB"
 
 
-def is_refused_address(address: str) -> bool:
-    """Loopback, private, link-local (169.254.169.254 cloud metadata included), multicast,
-    reserved and unspecified addresses: anything not on the public internet."""
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified
-
-
-def _check_address(host: str) -> None:
-    """Refuse hosts that resolve to any refused address (every address the name has)."""
-    try:
-        infos = _resolve(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError, ValueError) as exc:
-        raise FetchError(f"could not resolve host {_shown(host)}") from exc
-    for info in infos:
-        if is_refused_address(str(info[4][0])):
-            raise FetchError("refused: private address")
-
-
-_resolve = socket.getaddrinfo  # the resolver behind the check (tests put a fake one here)
-
-
-class _RefusedPeer(Exception):
-    """The socket ended up connected to a refused address (e.g. DNS rebinding)."""
-
-
-class _DeadlinePassed(Exception):
-    """A new connection was asked for after the fetch's deadline."""
-
-
-def _checked_socket(sock: socket.socket) -> socket.socket:
-    """Closes and refuses a socket whose peer is a refused address. The name was checked
-    before, but it is resolved again to connect: a DNS answer that changes in between
-    (rebinding) would otherwise reach the internal network."""
-    if is_refused_address(str(sock.getpeername()[0])):
-        sock.close()
-        raise _RefusedPeer
-    return sock
-
-
-class _GuardedConnection:
-    """Mixed into urllib3's connections: no new connection after the fetch's deadline, the
-    socket handed to the deadline before each response is read (so a server trickling its
-    status line, headers or body is cut off on time), and, unless private addresses are
-    allowed, the peer actually connected to checked."""
-
-    refuse_private = True
-
-    def _new_conn(self) -> socket.socket:
-        deadline = current_deadline()
-        if deadline is not None and deadline.passed:
-            raise _DeadlinePassed
-        sock = super()._new_conn()  # type: ignore[misc]
-        return _checked_socket(sock) if self.refuse_private else sock
-
-    def getresponse(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        deadline = current_deadline()
-        if deadline is not None:
-            deadline.watch(self.sock)  # type: ignore[attr-defined]
-        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-
-
-def _pool_classes(refuse_private: bool) -> dict[str, type]:
-    """urllib3 pool classes, per scheme, whose connections are guarded."""
-    classes = {}
-    for scheme, pool, connection in (
-        ("http", HTTPConnectionPool, HTTPConnection),
-        ("https", HTTPSConnectionPool, HTTPSConnection),
-    ):
-        guarded = type(
-            f"Guarded{connection.__name__}",
-            (_GuardedConnection, connection),
-            {"refuse_private": refuse_private},
-        )
-        classes[scheme] = type(f"Guarded{pool.__name__}", (pool,), {"ConnectionCls": guarded})
-    return classes
-
-
-class _GuardedAdapter(HTTPAdapter):
-    """A requests adapter whose connections are guarded (see _GuardedConnection)."""
-
-    def __init__(self, refuse_private: bool, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self._pool_classes = _pool_classes(refuse_private)
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = self._pool_classes
-
-
-def _shown(text: str, limit: int = 60) -> str:
-    """A piece of a URL as it may appear in a short error: printable, at most `limit` chars."""
-    return clip_text("".join(c if c.isprintable() else "?" for c in text), limit)
-
-
-def _check_url(url: str, allow_private: bool) -> None:
-    """Refuse, with a short reason, anything that is not a well-formed public http(s) URL."""
-    if len(url) > MAX_URL_CHARS:
-        raise FetchError(f"not a valid URL (longer than {MAX_URL_CHARS} characters)")
-    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in url):
-        raise FetchError("not a valid URL (control characters)")
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number 0-65535
-    except ValueError as exc:
-        raise FetchError("not a valid URL") from exc
-    if parts.scheme.lower() not in ("http", "https"):
-        raise FetchError("only http and https URLs are supported")
-    if not host or any(c.isspace() for c in host):
-        raise FetchError("not a valid URL")
-    if not allow_private:
-        _check_address(host)
-
-
 class ImageFetcher:
     """Downloads images with one pooled requests Session; safe to share between threads."""
 
@@ -264,7 +145,7 @@ class ImageFetcher:
             raise_on_status=False,
             respect_retry_after_header=True,
         )
-        adapter = _GuardedAdapter(
+        adapter = GuardedAdapter(
             refuse_private=not self.options.allow_private_urls,
             pool_connections=pool_size,
             pool_maxsize=pool_size,
@@ -346,7 +227,7 @@ class ImageFetcher:
     def _download(self, url: str) -> tuple[bytes, str]:
         opts = self.options
         for _hop in range(opts.max_redirects + 1):
-            _check_url(url, opts.allow_private_urls)
+            check_url(url, opts.allow_private_urls)
             response = self._get(url)
             with response:
                 if response.is_redirect:
@@ -368,9 +249,9 @@ class ImageFetcher:
                 allow_redirects=False,
                 timeout=(min(opts.connect_timeout, left), min(opts.read_timeout, left)),
             )
-        except _RefusedPeer as exc:
+        except RefusedPeer as exc:
             raise FetchError("refused: private address") from exc
-        except _DeadlinePassed as exc:
+        except DeadlinePassed as exc:
             raise _timed_out(opts.total_timeout) from exc
         except requests.exceptions.ConnectTimeout as exc:
             raise FetchError(f"could not connect within {opts.connect_timeout:g} s") from exc
@@ -379,7 +260,7 @@ class ImageFetcher:
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
             raise FetchError("not a valid URL") from exc
         except requests.exceptions.ConnectionError as exc:
-            host = _shown(urlsplit(url).hostname or "")
+            host = shown(urlsplit(url).hostname or "")
             raise FetchError(f"could not connect to {host}") from exc
         except requests.exceptions.RequestException as exc:
             raise FetchError(f"request failed ({type(exc).__name__})") from exc
@@ -409,7 +290,7 @@ class ImageFetcher:
             raise _timed_out(opts.read_timeout) from exc
         except DecodeError as exc:
             encoding = response.headers.get("Content-Encoding", "")
-            raise FetchError(f"could not decompress the response ({_shown(encoding)})") from exc
+            raise FetchError(f"could not decompress the response ({shown(encoding)})") from exc
         except (HTTPError, OSError) as exc:
             raise FetchError("connection lost while downloading") from exc
         return bytes(body)

@@ -19,12 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.config import Settings
+from core.labels.document import LabelSetDocument, duplicate_message
 from core.labels.label_set import (
     DEFAULT_TEMPLATES,
     LabelsError,
     LabelSet,
-    LabelSetDocument,
-    duplicate_message,
     load_labels_file,
     validate_templates,
 )
