@@ -25,7 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.random_clip import save_random_clip, temporary_folder  # noqa: E402
 from core.config import load_settings  # noqa: E402
 from core.engine.loading import quiet_library_logging  # noqa: E402
-from core.training.job import FinetuneSpec, new_finetune_folder, run_finetune  # noqa: E402
+from core.training.job import FinetuneSpec, new_finetune_folder  # noqa: E402
+from core.training.run import run_finetune  # noqa: E402
 from tests import fashion_mnist  # noqa: E402
 from tests.tiny_clip import build_tiny_clip  # noqa: E402
 

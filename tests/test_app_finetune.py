@@ -9,10 +9,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.training.job import (
-    FinetuneFolder,
-    list_finetune_jobs,
-)
+from core.training.job import FinetuneFolder, list_finetune_jobs
 from tests.conftest import ROOT
 from tests.images import encode
 from tests.test_finetune import COLOURS, run_job

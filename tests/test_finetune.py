@@ -22,8 +22,9 @@ from core.engine.loading import load_classifier
 from core.engine.probe import ProbeHead
 from core.engine.trained_models import load_probe, read_metadata, training_start
 from core.training.data import stratified_split
-from core.training.job import FinetuneSpec, new_finetune_folder, run_finetune
+from core.training.job import FinetuneSpec, new_finetune_folder
 from core.training.metrics import evaluate
+from core.training.run import run_finetune
 from core.training.trainers import (
     ContrastiveTrainer,
     EarlyStopping,

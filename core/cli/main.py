@@ -323,7 +323,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     """Train a linear probe or fine-tune CLIP; a job folder the web page shows too."""
     from tqdm import tqdm
 
-    from core.training.job import FinetuneFolder, FinetuneSpec, new_finetune_folder, run_finetune
+    from core.training.job import FinetuneFolder, FinetuneSpec, new_finetune_folder
+    from core.training.run import run_finetune
 
     settings = load_settings()
     if args.job:

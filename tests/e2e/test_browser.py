@@ -168,7 +168,8 @@ def test_fine_tuning_with_a_trained_model_selected(
     page: Page, images: ImageServer, data_dir: Path, tiny_model_dir: Path, tmp_path: Path
 ):
     from core.config import Settings
-    from core.training.job import FinetuneSpec, new_finetune_folder, run_finetune
+    from core.training.job import FinetuneSpec, new_finetune_folder
+    from core.training.run import run_finetune
     from tests.test_finetune import labelled_csv
 
     settings = Settings(data_dir=data_dir, device="cpu")
