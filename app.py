@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.common import run_safely, sidebar_model_picker
+from app_pages.widgets.model_picker import sidebar_model_picker
+from app_pages.widgets.settings import run_safely
 
 st.set_page_config(page_title="CLIP Labeler", page_icon=":material/label:", layout="wide")
 

@@ -1,53 +1,48 @@
 """Page "Label sets": create, edit, import, export and try the saved label sets.
 
-The set being edited lives in session state as a base document plus the data editor's pending
-edits; operations that rewrite the rows (paste, import, merge) make a new base and a fresh
-editor. Unsaved edits of each set are kept while the user looks at other sets.
+The set being edited is kept in session state (app_pages/label_editor/drafts.py); adding many
+labels at once, pasted or imported, is in app_pages/label_editor/adding.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace as replace_fields
 
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import (
-    image_input,
-    label_store,
-    loaded_classifier,
-    require_classifier,
-    show_prediction,
+from app_pages.label_editor.adding import import_labels, paste_labels
+from app_pages.label_editor.drafts import (
+    CONFIRM_DELETE,
+    CURRENT,
+    NEW_SET,
+    NEXT,
+    NOTICE,
+    PREVIOUS,
+    SELECTED,
+    base_document,
+    base_saved,
+    forget,
+    keep_draft,
+    notice,
+    restart_editor,
+    select_next,
+    version,
 )
+from app_pages.widgets.images import image_input
+from app_pages.widgets.labels import label_store
+from app_pages.widgets.model_picker import loaded_classifier, require_classifier
+from app_pages.widgets.prediction import show_prediction
 from core.engine.classifier import truncation_problem
-from core.errors import plural, short_list
+from core.errors import plural
 from core.labels.document import LabelEntry, LabelSetDocument, duplicate_message
-from core.labels.exchange import (
-    csv_columns,
-    decode_text,
-    default_label_column,
-    document_from_json,
-    entries_from_csv,
-    export_csv,
-    export_json,
-    export_txt,
-)
-from core.labels.label_set import DEFAULT_TEMPLATES, LabelsError, parse_labels_text
-from core.labels.store import LabelStoreError, name_key
-
-NEW_SET = "+ New set"  # plain text: an emoji shows as an empty box where no emoji font is
-SELECTED = "ls_selected"
-BASES = "ls_bases"  # set name (or NEW_SET) -> document the editor starts from
-CURRENT = "ls_current"  # set name -> document as edited, kept while other sets are viewed
-VERSIONS = "ls_versions"  # set name -> editor generation (a new one resets the widgets)
-PREVIOUS = "ls_previous"
-NEXT = "ls_next"
-CONFIRM_DELETE = "ls_confirm_delete"
-NOTICE = "ls_notice"
+from core.labels.exchange import export_csv, export_json, export_txt
+from core.labels.label_set import LabelsError
+from core.labels.store import name_key
 
 
 def entries_frame(entries: tuple[LabelEntry, ...]) -> pd.DataFrame:
+    """Entries as the data editor's rows: label, prompt, enabled."""
     return pd.DataFrame(
         {
             "label": [e.label for e in entries],
@@ -73,57 +68,8 @@ def frame_entries(frame: pd.DataFrame) -> tuple[LabelEntry, ...]:
     )
 
 
-def version(selected: str) -> int:
-    return st.session_state.setdefault(VERSIONS, {}).get(selected, 0)
-
-
-def restart_editor(selected: str, base: LabelSetDocument) -> None:
-    """Make `base` what the editor shows for `selected`, discarding the widgets' edits."""
-    st.session_state.setdefault(BASES, {})[selected] = base
-    st.session_state.setdefault(CURRENT, {})[selected] = base
-    versions = st.session_state.setdefault(VERSIONS, {})
-    versions[selected] = versions.get(selected, 0) + 1
-
-
-def forget(selected: str) -> None:
-    for key in (BASES, CURRENT):
-        st.session_state.setdefault(key, {}).pop(selected, None)
-    versions = st.session_state.setdefault(VERSIONS, {})
-    versions[selected] = versions.get(selected, 0) + 1
-
-
-def notice(message: str) -> None:
-    """A success message shown once, after the rerun an action triggers."""
-    st.session_state[NOTICE] = message
-
-
-def base_document(selected: str) -> LabelSetDocument | None:
-    bases = st.session_state.setdefault(BASES, {})
-    if selected in bases:
-        return bases[selected]
-    if selected == NEW_SET:
-        return LabelSetDocument("", (), DEFAULT_TEMPLATES)
-    try:
-        return label_store().load(selected)
-    except LabelStoreError as exc:
-        st.error(str(exc))
-        return None
-
-
-def keep_draft() -> None:
-    """On switching sets: the set left keeps its unsaved edits for when the user comes back."""
-    left = st.session_state.get(PREVIOUS)
-    drafts = st.session_state.setdefault(CURRENT, {})
-    if left in drafts:
-        restart_editor(left, drafts[left])
-
-
-def select_next(name: str | None) -> None:
-    """Show set `name` (None: the first) after the rerun; the picker cannot change mid-run."""
-    st.session_state[NEXT] = name or ""
-
-
 def choose_set(names: list[str]) -> str:
+    """The set picker (a new set or a saved one); a set named by an action comes first."""
     options = [NEW_SET, *names]
     if NEXT in st.session_state:
         st.session_state[SELECTED] = st.session_state.pop(NEXT)
@@ -238,95 +184,6 @@ def edit_document(selected: str, base: LabelSetDocument) -> LabelSetDocument:
     return LabelSetDocument(name, frame_entries(edited), tuple(templates.splitlines()), description)
 
 
-def paste_labels(selected: str, current: LabelSetDocument) -> None:
-    key = f"ls_paste_{version(selected)}"
-    with st.expander("Paste many labels", expanded=bool(st.session_state.get(key))):
-        text = st.text_area("One label per line", key=key)
-        if st.button("Add to the set", key="ls_paste_add"):
-            pasted = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
-            if not pasted:
-                st.warning("Nothing to add: paste one label per line.")
-                return
-            updated = current.with_labels(pasted)
-            restart_editor(selected, updated)
-            notice(added_message(len(pasted), len(updated.entries) - len(current.entries)))
-            st.rerun()
-
-
-def added_message(given: int, added: int, source: str = "") -> str:
-    """What an import or paste did, counted: given, new, already in the set."""
-    where = f" from '{source}'" if source else ""
-    existing = given - added
-    already = f"; {plural(existing, 'was', 'were')} already in the set" if existing else ""
-    return f"Added {plural(added, 'label')}{where} ({given:,} given{already})."
-
-
-def import_labels(selected: str, current: LabelSetDocument) -> None:
-    """Import from a CSV (a chosen column's unique values), a .txt or this tool's JSON."""
-    key = f"ls_import_{version(selected)}"
-    with st.expander(
-        "Import from a file (CSV, TXT or JSON)", expanded=bool(st.session_state.get(key))
-    ):
-        upload = st.file_uploader("Label file", type=["csv", "txt", "json"], key=key)
-        if upload is None:
-            return
-        try:
-            text = decode_text(upload.getvalue(), f"'{upload.name}'")
-            kind = upload.name.rsplit(".", 1)[-1].lower()
-            column = None
-            if kind == "csv":
-                columns = csv_columns(text)
-                if not columns:
-                    raise LabelsError(f"'{upload.name}' is empty.")
-                default = default_label_column(columns)
-                column = st.selectbox(
-                    "Column holding the labels (its unique values are taken)",
-                    columns,
-                    index=columns.index(default) if default in columns else 0,
-                    key="ls_import_column",
-                )
-            mode = st.radio(
-                "Imported labels",
-                ["Add to the current labels", "Replace the current labels"],
-                horizontal=True,
-                key="ls_import_mode",
-            )
-            replace = mode.startswith("Replace")
-            if kind == "json":
-                imported = document_from_json(text)
-                entries = imported.entries
-                templates = imported.templates if replace else current.templates
-            else:
-                entries = tuple(
-                    entries_from_csv(text, column)
-                    if kind == "csv"
-                    else [LabelEntry(label) for label in parse_labels_text(text)]
-                )
-                templates = current.templates
-            if not entries:
-                raise LabelsError(f"'{upload.name}' holds no labels.")
-        except LabelsError as exc:
-            st.error(str(exc))
-            return
-        st.caption(
-            f"{plural(len(entries), 'label')} in the file: {short_list([e.label for e in entries])}"
-        )
-        if not st.button("Import", key="ls_import_go"):
-            return
-        merged = current.with_entries(entries, replace)
-        name = current.name or (imported.name if kind == "json" else upload.name.rsplit(".", 1)[0])
-        restart_editor(selected, replace_fields(merged, name=name, templates=templates))
-        if replace:
-            notice(
-                f"Replaced the labels with the {plural(len(merged.entries), 'label')} of "
-                f"'{upload.name}'."
-            )
-        else:
-            added = len(merged.entries) - len(current.entries)
-            notice(added_message(len(entries), added, upload.name))
-        st.rerun()
-
-
 def truncation_warning(current: LabelSetDocument) -> str | None:
     """Labels that the loaded model cannot tell apart once their prompts are cut to its text
     positions (checked only when a zero-shot model is loaded and the set is otherwise valid)."""
@@ -363,6 +220,7 @@ def validation(selected: str, current: LabelSetDocument) -> bool:
 
 
 def save_and_export(selected: str, current: LabelSetDocument, can_save: bool) -> None:
+    """Save (when the set is valid), whether there are unsaved changes, and the exports."""
     store = label_store()
     saved = None if selected == NEW_SET else base_saved(selected)
     unsaved = saved is None or saved != current.cleaned()
@@ -394,13 +252,6 @@ def save_and_export(selected: str, current: LabelSetDocument, can_save: bool) ->
         column.download_button(
             f"Export {title}", data, f"{stem}.{suffix}", mime, key=f"ls_export_{suffix}"
         )
-
-
-def base_saved(selected: str) -> LabelSetDocument | None:
-    try:
-        return label_store().load(selected)
-    except LabelStoreError:
-        return None
 
 
 def try_it(current: LabelSetDocument) -> None:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.common import (
-    SOURCE_EXAMPLE,
-    image_input,
-    loaded_classifier,
-    saved_label_set,
-    show_prediction,
-)
+from app_pages.widgets.images import SOURCE_EXAMPLE, image_input
+from app_pages.widgets.labels import saved_label_set
+from app_pages.widgets.model_picker import loaded_classifier
+from app_pages.widgets.prediction import show_prediction
 from core.engine.probe import ClassMismatchError
 from core.fetch.examples import example_categories, example_names
 from core.labels.label_set import (

@@ -52,12 +52,12 @@ def image_server() -> Iterator[ImageServer]:
 def app_classifier(app_env: Path, tiny_model_dir: Path) -> Callable[[], ClipClassifier]:
     """Returns the classifier object the app's pages share for the tiny model (the same one the
     pages got, if they ran first)."""
-    from app_pages import common
+    from app_pages.widgets import model_picker
     from core.config import load_settings
 
     def shared() -> ClipClassifier:
         model, cache = str(tiny_model_dir), str(load_settings().label_cache_dir)
-        return common._shared_classifier(model, model, "cpu", "", cache, "auto")
+        return model_picker._shared_classifier(model, model, "cpu", "", cache, "auto")
 
     return shared
 

@@ -3,7 +3,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app_pages.common import background_jobs
+from app_pages.bulk.running import background_jobs
 from core.bulk.jobs import JobState, default_batch_size, list_jobs
 from core.bulk.review import load_corrections
 from tests.conftest import ROOT

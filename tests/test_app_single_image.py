@@ -5,7 +5,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app_pages import common
+from app_pages.widgets import model_picker
 from tests.conftest import ROOT
 from tests.images import image_bytes
 
@@ -41,7 +41,7 @@ def test_sidebar_shows_the_loaded_model_and_device(app_env, tiny_model_dir):
     assert not at.exception
     caption = " ".join(c.value for c in at.sidebar.caption)
     assert str(tiny_model_dir) in caption and "cpu" in caption
-    assert at.sidebar.text_input(key=common.MODEL_KEY).value == str(tiny_model_dir)
+    assert at.sidebar.text_input(key=model_picker.MODEL_KEY).value == str(tiny_model_dir)
 
 
 def test_url_and_labels_give_a_top5_chart_best_on_top(app_env, image_server):
@@ -142,7 +142,7 @@ def test_unusable_labels_or_templates_warn(app_env, image_server, labels, templa
 
 def test_switching_to_a_missing_model_explains_and_does_not_crash(app_env, tmp_path):
     missing = str(tmp_path / "no-model-here")
-    at = start_app(**{common.MODEL_KEY: missing})
+    at = start_app(**{model_picker.MODEL_KEY: missing})
     assert not at.exception
     sidebar_errors = [e.value for e in at.sidebar.error]
     assert len(sidebar_errors) == 1 and missing in sidebar_errors[0]
@@ -155,13 +155,15 @@ def test_switching_to_a_missing_model_explains_and_does_not_crash(app_env, tmp_p
 
 def test_a_failed_model_is_not_retried_until_asked(app_env, tmp_path, monkeypatch):
     missing = str(tmp_path / "later")
-    at = start_app(**{common.MODEL_KEY: missing})
+    at = start_app(**{model_picker.MODEL_KEY: missing})
     assert at.sidebar.error
     tiny = tmp_path / "later"
     (tiny / "config.json").parent.mkdir()
     loads = []
-    real_load = common.load_classifier
-    monkeypatch.setattr(common, "load_classifier", lambda *a: loads.append(a) or real_load(*a))
+    real_load = model_picker.load_classifier
+    monkeypatch.setattr(
+        model_picker, "load_classifier", lambda *a: loads.append(a) or real_load(*a)
+    )
     at.run()
     assert loads == []  # remembered failure: no new load attempt on a rerun
     assert any("No model is loaded" in i.value for i in at.info)
@@ -171,7 +173,7 @@ def test_switching_model_in_the_sidebar_loads_it(app_env, tmp_path):
     from tests.tiny_clip import build_tiny_clip
 
     other = build_tiny_clip(tmp_path / "other-model", seed=1)
-    at = start_app(**{common.MODEL_KEY: str(other)})
+    at = start_app(**{model_picker.MODEL_KEY: str(other)})
     assert not at.exception and not at.sidebar.error
     assert str(other) in " ".join(c.value for c in at.sidebar.caption)
 
@@ -194,7 +196,7 @@ def test_try_again_loads_a_model_that_has_appeared(app_env, tmp_path):
     from tests.tiny_clip import build_tiny_clip
 
     later = tmp_path / "arrives-later"
-    at = start_app(**{common.MODEL_KEY: str(later)})
+    at = start_app(**{model_picker.MODEL_KEY: str(later)})
     assert at.sidebar.error
     build_tiny_clip(later)
     at.sidebar.button(key="retry_model").click().run()
@@ -208,10 +210,10 @@ def test_sidebar_and_navigation_survive_reruns(app_env, image_server):
     request after a start: no sidebar, no model picker. app_pages/ avoids that."""
     at = start_app()
     give_url(at, image_server.url("/red.png"))
-    assert at.sidebar.text_input(key=common.MODEL_KEY)
+    assert at.sidebar.text_input(key=model_picker.MODEL_KEY)
     assert at.sidebar.caption
     at.switch_page("app_pages/bulk_csv.py").run()
-    assert at.sidebar.text_input(key=common.MODEL_KEY)
+    assert at.sidebar.text_input(key=model_picker.MODEL_KEY)
     assert at.title[0].value == "Bulk CSV"
 
 
@@ -236,8 +238,8 @@ def test_a_typo_in_the_model_box_keeps_the_working_model(app_env, tmp_path, monk
     monkeypatch.setenv("HF_HUB_CACHE", str(fake_hub_cache(tmp_path / "hub")))
     at = start_app()
     assert str(app_env.parent) not in " ".join(e.value for e in at.sidebar.error)
-    working = at.sidebar.text_input(key=common.MODEL_KEY).value
-    at.sidebar.text_input(key=common.MODEL_KEY).input("openai/clip-vit-base-patch3").run()
+    working = at.sidebar.text_input(key=model_picker.MODEL_KEY).value
+    at.sidebar.text_input(key=model_picker.MODEL_KEY).input("openai/clip-vit-base-patch3").run()
     assert not at.exception
     [error] = at.sidebar.error
     assert "openai/clip-vit-base-patch3" in error.value
@@ -249,7 +251,7 @@ def test_a_typo_in_the_model_box_keeps_the_working_model(app_env, tmp_path, monk
     assert working in known and "openai/clip-vit-base-patch32" in known
     assert "someone/clip-fashion" in known  # downloaded earlier: usable offline
     at.sidebar.button(key="model_default").click().run()
-    assert at.sidebar.text_input(key=common.MODEL_KEY).value == working
+    assert at.sidebar.text_input(key=model_picker.MODEL_KEY).value == working
     assert not at.sidebar.error
     assert any(f"Loaded **{working}**" in c.value for c in at.sidebar.caption)
 
@@ -282,16 +284,16 @@ def test_try_an_example_works_offline(app_env):
 
 def test_any_failure_while_switching_model_keeps_the_working_one(app_env, tmp_path, monkeypatch):
     at = start_app()
-    working = at.sidebar.text_input(key=common.MODEL_KEY).value
-    real_load = common.load_classifier
+    working = at.sidebar.text_input(key=model_picker.MODEL_KEY).value
+    real_load = model_picker.load_classifier
 
     def running_out_of_memory(source, *args, **kwargs):
         if "huge" in str(source):
             raise MemoryError("simulated")
         return real_load(source, *args, **kwargs)
 
-    monkeypatch.setattr(common, "load_classifier", running_out_of_memory)
-    at.sidebar.text_input(key=common.MODEL_KEY).input(str(tmp_path / "huge-model")).run()
+    monkeypatch.setattr(model_picker, "load_classifier", running_out_of_memory)
+    at.sidebar.text_input(key=model_picker.MODEL_KEY).input(str(tmp_path / "huge-model")).run()
     assert not at.exception
     [error] = at.sidebar.error
     assert "could not be loaded (MemoryError)" in error.value

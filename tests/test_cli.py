@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from core.bulk.jobs import default_batch_size
-from core.cli.main import _cli_job_folder
+from core.cli.classify import _cli_job_folder
 from core.config import load_settings
 from core.engine.label_embedding_cache import LabelEmbeddingCache
 from tests.conftest import ROOT

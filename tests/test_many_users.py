@@ -6,7 +6,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from app_pages import common
+from app_pages.bulk.running import background_jobs
 from core.bulk.jobs import list_jobs
 from tests.conftest import ROOT
 
@@ -46,7 +46,7 @@ def test_a_running_bulk_job_does_not_hold_up_another_sessions_check(app_env, ima
     bulk.number_input(key="bulk_workers").set_value(2).run()  # 80 x 0.2 s / 2: about 8 s
     bulk.button(key="bulk_start").click().run()
     [job] = list_jobs(app_env)
-    jobs = common.background_jobs()
+    jobs = background_jobs()
     assert jobs.is_running(job)
 
     other = session()

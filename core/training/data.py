@@ -125,3 +125,29 @@ def stratified_split(
         stratify=[labels[i] for i in splittable],
     )
     return sorted([*train, *singles]), sorted(val)
+
+
+@dataclass(frozen=True)
+class TrainingExamples:
+    """The labelled images that loaded, their classes and their train/validation split (indices
+    into `items`)."""
+
+    items: list[LabelledImage]
+    labels: list[str]
+    classes: list[str]
+    train_idx: list[int]
+    val_idx: list[int]
+
+    @classmethod
+    def split(
+        cls, items: list[LabelledImage], validation_fraction: float, seed: int
+    ) -> TrainingExamples:
+        labels = [item.label for item in items]
+        classes = sorted(set(labels))
+        train_idx, val_idx = stratified_split(labels, validation_fraction, seed)
+        return cls(items, labels, classes, train_idx, val_idx)
+
+    @property
+    def val_truth(self) -> list[str]:
+        """The labels of the validation images, in validation order."""
+        return [self.labels[i] for i in self.val_idx]

@@ -1,0 +1,169 @@
+"""`python -m core classify --input IN.csv|FOLDER --labels LABELS --output OUT.csv`: label every
+row of a CSV of image URLs or paths, or every image under a folder, as a job folder that
+--resume continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.bulk.csv_input import inspect_csv
+from core.bulk.jobs import JobFolder, JobSpec, JobState, default_batch_size, jobs_root
+from core.cli.common import (
+    CliError,
+    label_sets,
+    load_model,
+    progress_bar,
+    refuse_truncation_twins,
+)
+from core.config import Settings, load_settings
+from core.errors import plural
+from core.spreadsheet_safety import copy_csv_neutralised
+
+if TYPE_CHECKING:
+    from core.bulk.pipeline import Progress
+    from core.engine.classifier import ClipClassifier
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Label every row of a CSV of image URLs or paths, or every image under a folder;
+    resumable; progress with tqdm."""
+    settings = load_settings()
+    if (args.batch_size is not None and args.batch_size < 1) or args.workers < 1 or args.top_k < 1:
+        raise CliError("--batch-size, --workers and --top-k must be at least 1.")
+    source, output = Path(args.input), Path(args.output)
+    folder = _cli_job_folder(settings, source, output)
+    if source.is_dir():
+        input_csv, url_column, skipped = _folder_input(source, folder, args)
+    else:
+        input_csv, url_column, skipped = source, _url_column(source, args.url_column), 0
+    spec = JobSpec(
+        input_csv=str(input_csv.resolve()),
+        url_column=url_column,
+        label_sets=label_sets(args.labels, args.template, settings, args.model or settings.model),
+        model=args.model or settings.model,
+        top_k=args.top_k,
+        batch_size=args.batch_size or _default_batch_size(settings),
+        workers=args.workers,
+    ).with_input_fingerprint()
+    spec = _spec_to_run(folder, spec, args)
+    classifier = load_model(spec.model, settings)
+    refuse_truncation_twins(classifier, spec.label_sets)
+    started = time.perf_counter()
+    state = _run_bulk_job(folder, classifier, settings, args.resume)
+    copy_csv_neutralised(folder.results_path, output)
+    seconds = time.perf_counter() - started
+    skipped_note = f"; {skipped} files that are not images skipped" if skipped else ""
+    done = f"{plural(state.rows_done, 'row')} ({state.rows_failed:,} failed)"
+    print(f"Labelled {done} in {seconds:.1f} s -> {output}{skipped_note}", file=sys.stderr)
+    return 0
+
+
+def _default_batch_size(settings: Settings) -> int:
+    """The batch size for the device the model will run on (CLIPLAB_DEVICE)."""
+    from core.engine.device import resolve_device
+
+    return default_batch_size(resolve_device(settings.device).type)
+
+
+def _cli_job_folder(settings: Settings, input_csv: Path, output: Path) -> JobFolder:
+    """The job folder of this input/output pair, so that --resume finds it again."""
+    key = f"{input_csv.resolve()}\n{output.resolve()}".encode()
+    digest = hashlib.sha1(key).hexdigest()[:10]
+    stem = input_csv.resolve().stem[:30] or "input"
+    return JobFolder(jobs_root(settings.data_dir) / f"cli-{stem}-{digest}")
+
+
+def _same_job(old: JobSpec, new: JobSpec, batch_size_chosen: bool) -> bool:
+    """Whether a resume asks for the saved job; without --batch-size, the job keeps its own."""
+    ignore = {"input_size"} if batch_size_chosen else {"input_size", "batch_size"}
+    strip = lambda spec: {k: v for k, v in spec.to_dict().items() if k not in ignore}  # noqa: E731
+    return strip(old) == strip(new)
+
+
+def _url_column(input_csv: Path, chosen: str | None) -> str:
+    """The CSV's column of image URLs or paths: --url-column, else detected."""
+    info = inspect_csv(input_csv)
+    url_column = chosen or info.url_column
+    if url_column is None:
+        raise CliError(
+            f"No column of image URLs found in '{input_csv}'; name it with --url-column "
+            f"(columns: {', '.join(info.columns)})."
+        )
+    if url_column not in info.columns:
+        raise CliError(
+            f"Column '{url_column}' is not in '{input_csv}' (columns: {', '.join(info.columns)})."
+        )
+    return url_column
+
+
+def _folder_input(
+    source: Path, folder: JobFolder, args: argparse.Namespace
+) -> tuple[Path, str, int]:
+    """A folder's images as the job's input CSV (kept in the job folder); a resume must find the
+    folder holding the same images as when the job started."""
+    from core.bulk.folder_input import PATH_COLUMN, list_images
+
+    if args.url_column:
+        raise CliError("--url-column applies to a CSV input; a folder's images need no column.")
+    listing = list_images(source)
+    manifest = listing.manifest()
+    if args.resume and folder.exists():
+        saved = folder.input_path.read_text(encoding="utf-8") if folder.input_path.is_file() else ""
+        if saved != manifest:
+            raise CliError(
+                f"The images in '{source}' have changed since the job started; run again "
+                "without --resume to start over."
+            )
+    else:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.input_path.write_text(manifest, encoding="utf-8")
+    return folder.input_path, PATH_COLUMN, listing.skipped
+
+
+def _spec_to_run(folder: JobFolder, spec: JobSpec, args: argparse.Namespace) -> JobSpec:
+    """With --resume, the saved job's spec (refused if the settings differ); else a new job."""
+    if args.resume and folder.exists():
+        if not _same_job(folder.spec(), spec, batch_size_chosen=args.batch_size is not None):
+            raise CliError(
+                "The unfinished job for this input and output used other settings (labels, "
+                "model, column, batch size...); run again without --resume to start over."
+            )
+        return folder.spec()
+    folder.reset()
+    folder.write_spec(spec)
+    return spec
+
+
+def _run_bulk_job(
+    folder: JobFolder, classifier: ClipClassifier, settings: Settings, resume: bool
+) -> JobState:
+    """Run the job folder with a tqdm bar; local image paths are allowed from the command line."""
+    from core.bulk.pipeline import BulkJob
+    from core.fetch.download import FetchOptions, ImageFetcher
+
+    spec = folder.spec()
+    options = FetchOptions.from_settings(
+        settings, min_size=classifier.input_size, allow_local_files=True
+    )
+    fetcher = ImageFetcher(options, pool_size=spec.workers)
+    total = (folder.state() or JobState()).rows_total or None
+    with progress_bar("labelling", "img", total) as bar:
+
+        def show(progress: Progress) -> None:
+            bar.total = progress.total
+            bar.n = progress.done
+            bar.set_postfix(failed=progress.failed, refresh=False)
+            bar.refresh()
+
+        try:
+            return BulkJob(folder, classifier, fetcher, on_progress=show).run(resume=resume)
+        except KeyboardInterrupt:
+            raise CliError("Interrupted; run the same command with --resume to continue.") from None
+        finally:
+            fetcher.close()

@@ -1,0 +1,101 @@
+"""The argparse parser: one add_<command>_arguments function per command, each setting the
+command's handler (a function of the parsed arguments that returns the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from core.cli.classify import cmd_classify
+from core.cli.finetune import cmd_finetune
+from core.cli.predict import cmd_predict
+
+MODEL_HELP = "hub id, local folder or trained model name (default: CLIPLAB_MODEL)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for all subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m core", description="Label product images with CLIP."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_predict_arguments(commands)
+    add_classify_arguments(commands)
+    add_finetune_arguments(commands)
+    return parser
+
+
+def add_predict_arguments(commands: argparse._SubParsersAction) -> None:
+    """`predict IMAGE --labels LABELS [--top-k K] [--model M] [--template T ...] [--json]`."""
+    predict = commands.add_parser("predict", help="top-k labels for one image")
+    predict.add_argument("image", help="http(s) URL or local image file")
+    predict.add_argument(
+        "--labels",
+        action="append",
+        help="a saved label set's name, or a .txt (one per line) or .csv of labels (optional "
+        "for a trained linear-probe model: it has its own classes)",
+    )
+    predict.add_argument("--top-k", type=int, default=5, help="how many labels to show (5)")
+    predict.add_argument("--model", help=MODEL_HELP)
+    predict.add_argument(
+        "--template",
+        action="append",
+        help="prompt template with {} for the label; repeat to ensemble (default: a saved "
+        'set\'s own templates, else "a photo of a {}.")',
+    )
+    predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    predict.set_defaults(handler=cmd_predict)
+
+
+def add_classify_arguments(commands: argparse._SubParsersAction) -> None:
+    """`classify --input IN --labels LABELS --output OUT [...] [--resume]`."""
+    classify = commands.add_parser("classify", help="label every row of a CSV of image URLs")
+    classify.add_argument("--input", required=True, help="CSV with a column of image URLs")
+    classify.add_argument(
+        "--labels",
+        action="append",
+        help="a saved label set's name, or a .txt or .csv of labels; repeat for several label "
+        "sets (e.g. category, colour)",
+    )
+    classify.add_argument("--output", required=True, help="where to write the labelled CSV")
+    classify.add_argument("--url-column", help="column with the image URLs (default: detected)")
+    classify.add_argument("--model", help=MODEL_HELP)
+    classify.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per model batch (default: 16 on a CPU, 32 on CUDA; a resume keeps the job's)",
+    )
+    classify.add_argument("--workers", type=int, default=16, help="parallel downloads")
+    classify.add_argument("--top-k", type=int, default=5, help="labels kept in top_categories")
+    classify.add_argument("--template", action="append", help="prompt template(s), as for predict")
+    classify.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run of the same command"
+    )
+    classify.set_defaults(handler=cmd_classify)
+
+
+def add_finetune_arguments(commands: argparse._SubParsersAction) -> None:
+    """`finetune --data D --image-column C --label-column L --name NAME [training options]`."""
+    finetune = commands.add_parser("finetune", help="train a better model from labelled images")
+    finetune.add_argument("--data", help="labelled CSV: image URL/path column and label column")
+    finetune.add_argument("--image-column", help="column with image URLs or file paths")
+    finetune.add_argument("--label-column", help="column with the true labels")
+    finetune.add_argument("--caption-column", help="optional caption/title column (contrastive)")
+    finetune.add_argument("--method", choices=["probe", "contrastive"], default="probe")
+    finetune.add_argument("--name", help="name of the trained model (saved under data/models/)")
+    finetune.add_argument("--model", help="base model (default: CLIPLAB_MODEL)")
+    finetune.add_argument("--epochs", type=int, default=10)
+    finetune.add_argument("--lr", type=float, default=1e-5, help="learning rate (AdamW)")
+    finetune.add_argument("--batch-size", type=int, default=32)
+    finetune.add_argument("--weight-decay", type=float, default=0.1)
+    finetune.add_argument(
+        "--train", default="projection", help="projection, last-N (e.g. last-2) or all"
+    )
+    finetune.add_argument("--val-fraction", type=float, default=0.2, help="validation share (0.2)")
+    finetune.add_argument("--seed", type=int, default=0, help="seed of the split and shuffling")
+    finetune.add_argument(
+        "--patience", type=int, default=3, help="early-stopping patience (epochs)"
+    )
+    finetune.add_argument("--template", default="a photo of a {}.", help="text for each label")
+    finetune.add_argument("--job", help=argparse.SUPPRESS)  # run an existing job folder (the page)
+    finetune.set_defaults(handler=cmd_finetune)
