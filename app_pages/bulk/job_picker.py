@@ -3,18 +3,15 @@ example job; the job's id is kept in the page's address (?job=ID) so a refresh c
 
 from __future__ import annotations
 
-import shutil
-
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from app_pages.bulk.running import background_jobs, job_fetch_options
 from app_pages.widgets.settings import app_settings
 from app_pages.widgets.uploads import csv_upload
+from core.bulk.example_job import new_example_job
 from core.bulk.jobs import (
     JobFolder,
-    JobSpec,
-    default_batch_size,
     discard_unstarted,
     find_job,
     list_jobs,
@@ -22,8 +19,6 @@ from core.bulk.jobs import (
 )
 from core.engine.classifier import ClipClassifier
 from core.errors import plural
-from core.fetch.examples import EXAMPLE_CSV, example_categories
-from core.labels.label_set import LabelSet
 
 JOB_KEY = "bulk_job_path"
 SOURCE_UPLOAD, SOURCE_EARLIER = "Upload a CSV", "Open an earlier job"
@@ -41,17 +36,9 @@ def describe(job: JobFolder) -> str:
 def start_example(classifier: ClipClassifier) -> None:
     """A job over the example products CSV with the example categories (or, for a linear
     probe, its own classes), started at once and opened."""
-    folder = new_job_folder(app_settings().data_dir, "example-products")
-    shutil.copyfile(EXAMPLE_CSV, folder.input_path)
-    categories = classifier.classes or tuple(example_categories())
-    spec = JobSpec(
-        input_csv=str(folder.input_path),
-        url_column="image_url",
-        label_sets=(LabelSet("category", tuple(categories)),),
-        model=classifier.name,
-        batch_size=default_batch_size(classifier.device.type),
-    ).with_input_fingerprint()
-    folder.write_spec(spec)
+    folder = new_example_job(
+        app_settings().data_dir, classifier.name, classifier.device.type, classifier.classes
+    )
     background_jobs().start(folder, classifier, job_fetch_options(classifier))
     st.session_state[JOB_KEY] = str(folder.path)
     st.session_state["bulk_source"] = SOURCE_EARLIER

@@ -3,8 +3,6 @@ corrected output, the image, label and caption columns, and the images per class
 
 from __future__ import annotations
 
-import time
-
 import plotly.express as px
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
@@ -13,7 +11,6 @@ from app_pages.widgets.settings import app_settings
 from app_pages.widgets.uploads import csv_upload
 from core.bulk.csv_input import CsvInputError, inspect_csv
 from core.bulk.jobs import JobFolder, list_jobs
-from core.bulk.review import REVIEW_FILE, corrected_results
 from core.errors import plural, short_list
 from core.training.data import (
     MIN_IMAGES_PER_CLASS,
@@ -21,6 +18,7 @@ from core.training.data import (
     guess_label_column,
     read_labelled_csv,
 )
+from core.training.data_files import bulk_job_as_data, keep_uploaded_csv, results_version
 
 DATA_KEY = "ft_data_path"
 DATA_NAME_KEY = "ft_data_name"  # the uploaded file's name or the bulk job's id, for people
@@ -62,26 +60,17 @@ def choose_data() -> str | None:
 
 def keep_upload(upload: UploadedFile) -> None:
     """A newly dropped labelled CSV, kept in the data folder as the data to train on."""
-    folder = app_settings().data_dir / "finetune" / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{upload.file_id[:8]}.csv"
-    path.write_bytes(upload.getvalue())
+    path = keep_uploaded_csv(app_settings().data_dir, upload.getvalue(), upload.file_id)
     st.session_state[DATA_KEY] = str(path)
 
 
 def bulk_output_as_data(job: JobFolder, only_human: bool) -> tuple[str, int]:
     """The job's corrected results written as a CSV once per version of its results and
     corrections (not on every rerun of the page); returns the path and the row count."""
-    sources = [job.results_path, job.path / REVIEW_FILE]
-    version = "-".join(str(p.stat().st_mtime_ns) for p in sources if p.exists())
-    key = f"ft_bulk_data::{job.id}::{only_human}::{version}"
+    key = f"ft_bulk_data::{job.id}::{only_human}::{results_version(job)}"
     if key not in st.session_state:
-        folder = app_settings().data_dir / "finetune" / "uploads"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{job.id}{'-human' if only_human else ''}.csv"
-        frame = corrected_results(job, only_human)
-        frame.to_csv(path, index=False)
-        st.session_state[key] = (str(path), len(frame))
+        path, rows = bulk_job_as_data(app_settings().data_dir, job, only_human)
+        st.session_state[key] = (str(path), rows)
     return st.session_state[key]
 
 
