@@ -8,6 +8,7 @@ never those below; nothing in core imports Streamlit or app_pages):
 - `labels`: label sets, their documents, import/export and the on-disk store;
 - `engine`: the CLIP model (loading, image and text sides, scoring, caches, probe heads);
 - `fetch`: images from URLs, files and the shipped examples, safely and within deadlines;
+- `embeddings`: image embeddings stored beside a job's results, and what needs only them;
 - `bulk`: CSV and folder jobs: input, job folders, the streaming pipeline, review, retries;
 - `training`: linear probes and CLIP fine-tuning as background jobs, with metrics;
 - `cli`: `python -m core`, one module per command.

@@ -7,11 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core.engine.label_embedding_cache import (
-    LabelEmbeddingCache,
-    label_embedding_key,
-    text_tower_digest,
-)
+from core.engine.digests import text_tower_digest
+from core.engine.label_embedding_cache import LabelEmbeddingCache, label_embedding_key
 from core.engine.loading import load_classifier
 from tests.tiny_clip import build_tiny_clip
 

@@ -21,9 +21,10 @@ ALLOWED = {
     "labels": {"top", "labels"},
     "engine": {"top", "labels", "engine"},
     "fetch": {"top", "engine", "fetch"},
-    "bulk": {"top", "labels", "engine", "fetch", "bulk"},
-    "training": {"top", "labels", "engine", "fetch", "bulk", "training"},
-    "cli": {"top", "labels", "engine", "fetch", "bulk", "training", "cli"},
+    "embeddings": {"top", "engine", "embeddings"},
+    "bulk": {"top", "labels", "engine", "fetch", "embeddings", "bulk"},
+    "training": {"top", "labels", "engine", "fetch", "embeddings", "bulk", "training"},
+    "cli": {"top", "labels", "engine", "fetch", "embeddings", "bulk", "training", "cli"},
 }
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 400

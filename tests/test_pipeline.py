@@ -11,6 +11,7 @@ import pytest
 from core.bulk.columns import OUTPUT_COLUMNS, output_header
 from core.bulk.jobs import JobFolder, JobSpec
 from core.bulk.pipeline import BulkJob
+from core.embeddings.store import DATA_FILE, EmbeddingStore
 from core.fetch.download import FetchOptions, ImageFetcher
 from core.labels.label_set import LabelSet
 
@@ -171,6 +172,9 @@ def test_interrupted_job_resumes_to_the_same_output(tmp_path, image_server, clas
     final = BulkJob(broken, classifier, fetcher).run(resume=True)
     assert final.status == "finished" and final.rows_done == 180
     assert broken.results_path.read_bytes() == clean.results_path.read_bytes()
+    stored = (broken.path / DATA_FILE).read_bytes()  # the embeddings resume with the rows
+    assert stored == (clean.path / DATA_FILE).read_bytes()
+    assert EmbeddingStore(broken.path).rows == 180
 
 
 def test_stop_leaves_a_resumable_job(tmp_path, image_server, classifier, fetcher):

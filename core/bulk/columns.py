@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.bulk.csv_input import CsvInputError
 from core.labels.label_set import LabelSet
+
+if TYPE_CHECKING:
+    import torch
 
 OUTPUT_COLUMNS = ("predicted_category", "confidence", "top_categories", "error")
 
@@ -51,6 +56,15 @@ def output_header(input_columns: list[str], label_sets: tuple[LabelSet, ...]) ->
     """Input columns (less any that the output replaces), then the output columns."""
     added = list(OUTPUT_COLUMNS) + [c for triple in set_columns(label_sets) for c in triple]
     return [c for c in input_columns if c not in added] + added
+
+
+def ranked_rows(probs: torch.Tensor, labels: Sequence[str], k: int) -> list[Ranked]:
+    """Each row of `probs` (one column per label) as its top-k labels with scores, best first."""
+    scores, indices = probs.topk(min(k, len(labels)), dim=-1)
+    return [
+        [(labels[i], float(score)) for score, i in zip(row_scores, row_indices, strict=True)]
+        for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True)
+    ]
 
 
 def output_cells(outputs: list[Ranked] | None, error: str | None, n_sets: int) -> list[str]:

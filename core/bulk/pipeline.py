@@ -24,19 +24,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from core.bulk.columns import Ranked, output_header, set_columns
+from core.bulk.columns import output_header, ranked_rows, set_columns
 from core.bulk.csv_input import CsvInfo, CsvInputError, inspect_csv, iter_rows
 from core.bulk.jobs import JobFolder, JobSpec, JobState
 from core.bulk.memory import limit_allocator_retention
 from core.bulk.results_file import ResultsFile
 from core.bulk.row_window import RowWindow
+from core.embeddings.store import ModelIdentity
 from core.engine.classifier import ClipClassifier
 from core.engine.image_side import Prepared
 from core.engine.text_side import label_texts
 from core.fetch.download import ImageFetcher
-from core.labels.label_set import LabelSet
 
 PHASE_LABELLING = "Fetching and labelling images"
 _SAVE_EVERY_SECONDS = 1.0
@@ -93,7 +91,10 @@ class BulkJob:
         header = output_header(info.columns, self.spec.label_sets)
         kept = [c for c in info.columns if c in header]
         n_sets = len(set_columns(self.spec.label_sets))
-        with ResultsFile(self.folder, state, header, kept, n_sets) as results:
+        model = ModelIdentity(
+            self.classifier.name, self.classifier.vision_digest, self.classifier.embedding_dim
+        )
+        with ResultsFile(self.folder, state, header, kept, n_sets, model) as results:
             results.save()  # the page shows the job's size and phase at once
             try:
                 self._process(results)
@@ -200,19 +201,15 @@ class BulkJob:
             embeddings = self.classifier.encode_pixels(
                 self.classifier.pixels([task.prepared for task in batch]), pad_to=batch_size
             )
-            per_set = [score(embeddings) for score in scorers]
-            sets = self.spec.label_sets
+            ranked = [
+                ranked_rows(score(embeddings), s.labels, self.spec.top_k)
+                for score, s in zip(scorers, self.spec.label_sets, strict=True)
+            ]
             for i, task in enumerate(batch):
-                task.outputs = [
-                    self._top(probs[i], s) for probs, s in zip(per_set, sets, strict=True)
-                ]
+                task.outputs = [per_set[i] for per_set in ranked]
                 task.prepared = None
+                task.embedding = embeddings[i].numpy()
 
-    def _top(self, probs: torch.Tensor, label_set: LabelSet) -> Ranked:
-        k = min(self.spec.top_k, len(label_set.labels))
-        scores, indices = probs.topk(k)
-        pairs = zip(scores.tolist(), indices.tolist(), strict=True)
-        return [(label_set.labels[i], float(score)) for score, i in pairs]
 
 
 def _lower_thread_priority() -> None:

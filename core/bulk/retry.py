@@ -20,6 +20,7 @@ from core.bulk.csv_input import iter_rows
 from core.bulk.jobs import JobFolder, JobSpec
 from core.bulk.pipeline import BulkJob, check_input
 from core.bulk.review import load_results
+from core.embeddings.store import replace_rows
 from core.engine.classifier import ClipClassifier
 from core.errors import explain_error
 from core.fetch.download import ImageFetcher
@@ -68,6 +69,7 @@ def retry_failed_rows(
     again = pd.read_csv(retry.results_path, dtype=str, keep_default_na=False)
     merged = results.copy()
     merged.iloc[failed] = again[list(results.columns)].to_numpy()
+    replace_rows(folder.path, retry.path, failed)  # embeddings first: results point at them
     _rewrite_results(folder, merged)
     still = int((again["error"] != "").sum())
     return RetryOutcome(len(failed), len(failed) - still, still)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+import numpy as np
+
 from core.bulk.columns import Ranked
 from core.engine.image_side import Prepared
 
@@ -25,7 +27,7 @@ Download = Callable[[str], tuple[Prepared | None, str | None]]
 class Task:
     """One unique URL: its download+preprocess future, then its per-set top-k once encoded."""
 
-    __slots__ = ("url", "future", "prepared", "error", "outputs")
+    __slots__ = ("url", "future", "prepared", "error", "outputs", "embedding")
 
     def __init__(self, url: str, future: Future | None = None) -> None:
         self.url = url
@@ -33,6 +35,7 @@ class Task:
         self.prepared: Prepared | None = None
         self.error: str | None = None
         self.outputs: list[Ranked] | None = None
+        self.embedding: np.ndarray | None = None  # the image's embedding, once encoded
 
     def collect(self) -> None:
         """Take the finished future's result into the task (once)."""

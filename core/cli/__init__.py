@@ -6,11 +6,12 @@
     python -m core finetune --data labelled.csv --image-column C --label-column L
         --method probe|contrastive [--epochs N --lr X --batch-size N --train projection|last-N|all]
         --name NAME
+    python -m core jobs [--json]
 
 - main: parse, dispatch to the command's handler, and the error boundary: errors are one
   sentence on stderr and a non-zero exit code, never a traceback.
 - parser: build_parser, with one add_<command>_arguments function per command.
-- predict, classify, finetune: one module per command, each with its cmd_<command> handler.
+- predict, classify, finetune, jobs: one module per command, each with its cmd_<command> handler.
 - common: what several commands share (CliError, loading the classifier, the label sets of
   --labels, the progress bar).
 

@@ -8,7 +8,9 @@ import argparse
 
 from core.cli.classify import cmd_classify
 from core.cli.finetune import cmd_finetune
+from core.cli.jobs import cmd_jobs
 from core.cli.predict import cmd_predict
+from core.cli.relabel import cmd_relabel
 
 MODEL_HELP = "hub id, local folder or trained model name (default: CLIPLAB_MODEL)"
 
@@ -22,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_arguments(commands)
     add_classify_arguments(commands)
     add_finetune_arguments(commands)
+    add_jobs_arguments(commands)
+    add_relabel_arguments(commands)
     return parser
 
 
@@ -99,3 +103,28 @@ def add_finetune_arguments(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--template", default="a photo of a {}.", help="text for each label")
     finetune.add_argument("--job", help=argparse.SUPPRESS)  # run an existing job folder (the page)
     finetune.set_defaults(handler=cmd_finetune)
+
+
+def add_jobs_arguments(commands: argparse._SubParsersAction) -> None:
+    """`jobs [--json]`."""
+    jobs = commands.add_parser("jobs", help="list the bulk jobs, newest first")
+    jobs.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    jobs.set_defaults(handler=cmd_jobs)
+
+
+def add_relabel_arguments(commands: argparse._SubParsersAction) -> None:
+    """`relabel --job JOB --labels L [--labels L2 ...] --output OUT.csv`."""
+    relabel = commands.add_parser(
+        "relabel", help="label a job again with other labels, from its stored image embeddings"
+    )
+    relabel.add_argument("--job", required=True, help="a job id (see `jobs`) or a job folder")
+    relabel.add_argument(
+        "--labels",
+        action="append",
+        help="a saved label set's name, or a .txt or .csv of labels; repeat for several sets",
+    )
+    relabel.add_argument("--output", required=True, help="where to write the labelled CSV")
+    relabel.add_argument("--model", help="the model (default: the one the job ran with)")
+    relabel.add_argument("--top-k", type=int, help="labels kept in top_categories (default: job's)")
+    relabel.add_argument("--template", action="append", help="prompt template(s), as for predict")
+    relabel.set_defaults(handler=cmd_relabel)

@@ -15,6 +15,7 @@ from transformers import CLIPModel, CLIPProcessor
 
 from core.engine.cpu_linear import use_onednn_linear
 from core.engine.device import resolve_dtype
+from core.engine.digests import vision_tower_digest
 from core.engine.image_side import ImageSide, Prepared
 from core.engine.label_embedding_cache import LabelEmbeddingCache
 from core.engine.probe import ProbeHead
@@ -54,6 +55,7 @@ class ClipClassifier:
         self.text_side = TextSide(
             self.model, processor.tokenizer, device, self.dtype, label_disk_cache
         )
+        self._vision_digest: str | None = None
 
     # The image side, as callers have always reached it.
     @property
@@ -138,6 +140,19 @@ class ClipClassifier:
         cache, so scoring many images (or running many jobs) re-encodes no text.
         """
         return self.text_side.encode_labels(labels, templates)
+
+    @property
+    def vision_digest(self) -> str:
+        """A digest of the vision tower's weights, computed once: it identifies which model
+        made an image embedding, whatever the model is called or where it was loaded from."""
+        if self._vision_digest is None:
+            self._vision_digest = vision_tower_digest(self.model)
+        return self._vision_digest
+
+    @property
+    def embedding_dim(self) -> int:
+        """The width of an image (and text) embedding."""
+        return int(self.model.config.projection_dim)
 
     # Scoring.
     @property

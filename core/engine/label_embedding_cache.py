@@ -32,7 +32,6 @@ from core.storage import atomic_write_bytes
 
 _SUFFIX = ".safetensors"
 _TENSOR = "embeddings"
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 DEFAULT_MAX_ENTRIES = 200
 
 
@@ -115,44 +114,6 @@ def _discard(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError:
         pass
-
-
-def text_tower_digest(model: torch.nn.Module) -> str:
-    """A digest of a CLIP model's text tower and text projection weights (names, shapes, bytes).
-
-    About 0.15 s for ViT-B/32's 63 M text parameters; the image tower is left out, since it does
-    not change text embeddings.
-    """
-    digest = hashlib.sha256(b"clip-text-tower")
-    for name, tensor in sorted(model.state_dict().items()):
-        if name.startswith(("text_model.", "text_projection.")):
-            flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-            digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-            digest.update(flat.view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
-def weights_digest(folder: str | Path | None) -> str | None:
-    """A digest identifying a checkpoint folder's weights without reading them: each weight
-    file's (and config.json's) resolved path, size, modification time and inode; None when the
-    folder is unknown or holds no file (text_tower_digest must then hash the weights)."""
-    if folder is None:
-        return None
-    try:
-        files = sorted(
-            p
-            for p in Path(folder).iterdir()
-            if p.name.endswith(_WEIGHT_SUFFIXES) or p.name == "config.json"
-        )
-        stats = [(p.resolve(), p.stat()) for p in files]
-    except OSError:
-        return None
-    if not stats:
-        return None
-    digest = hashlib.sha256(b"clip-weight-files")
-    for path, st in stats:
-        digest.update(f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}\n".encode())
-    return digest.hexdigest()
 
 
 def label_embedding_key(

@@ -13,12 +13,8 @@ from typing import Any
 import torch
 from transformers import CLIPModel
 
-from core.engine.label_embedding_cache import (
-    LabelEmbeddingCache,
-    label_embedding_key,
-    text_tower_digest,
-    weights_digest,
-)
+from core.engine.digests import text_tower_digest, weights_digest
+from core.engine.label_embedding_cache import LabelEmbeddingCache, label_embedding_key
 from core.labels.label_set import DEFAULT_TEMPLATES
 
 _TEXT_BATCH = 64  # prompts per text-tower call: larger batches cost memory, not speed

@@ -1,0 +1,50 @@
+"""`python -m core relabel --job JOB --labels L [--labels L2 ...] --output OUT.csv`: a job's rows
+labelled again with other label sets from its stored image embeddings, fetching no image; the
+output has the columns `classify` would give, and is kept as a new version of the job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from core.bulk.jobs import JobFolder, find_job
+from core.cli.common import CliError, label_sets, load_model, refuse_truncation_twins
+from core.config import Settings, load_settings
+from core.spreadsheet_safety import copy_csv_neutralised
+
+
+def job_folder(job: str, settings: Settings) -> JobFolder:
+    """The job named by an id (as `python -m core jobs` lists) or a folder path."""
+    found = find_job(settings.data_dir, job)
+    if found is None:
+        found = JobFolder(Path(job).expanduser())
+        if not found.exists():
+            raise CliError(
+                f"No job '{job}': give a job id as `python -m core jobs` lists it, or a job folder."
+            )
+    return found
+
+
+def cmd_relabel(args: argparse.Namespace) -> int:
+    """Re-label the job's rows with --labels into --output."""
+    from core.bulk.relabel import new_version, relabel
+
+    settings = load_settings()
+    folder = job_folder(args.job, settings)
+    model = args.model or folder.spec().model
+    sets = label_sets(args.labels, args.template, settings, model)
+    classifier = load_model(model, settings)
+    refuse_truncation_twins(classifier, sets)
+    started = time.perf_counter()
+    version = new_version(folder, sets)
+    outcome = relabel(folder, classifier, sets, version, args.top_k)
+    copy_csv_neutralised(version, args.output)
+    seconds = time.perf_counter() - started
+    print(
+        f"Re-labelled {outcome.rows:,} rows ({outcome.failed:,} failed) from stored embeddings "
+        f"in {seconds:.1f} s -> {args.output} (version {version.parent.name} of the job)",
+        file=sys.stderr,
+    )
+    return 0
