@@ -1,6 +1,7 @@
 """Page "Bulk CSV": a CSV of product image URLs in, the same CSV with predicted categories out.
 
-The parts live in app_pages/bulk/: picking the job, running it, its results and their review.
+The parts live in app_pages/bulk/: picking the job, running it, its results and their review,
+and re-labelling it with another label set (versions and what changed).
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.bulk.job_picker import choose_job, start_example
+from app_pages.bulk.label_choice import job_label_sets
+from app_pages.bulk.relabel_panel import show_relabel_panel
 from app_pages.bulk.results import show_results
 from app_pages.bulk.running import (
     background_jobs,
@@ -16,12 +19,10 @@ from app_pages.bulk.running import (
     progress_text,
     resume_button,
 )
-from app_pages.widgets.labels import label_sets_input
 from app_pages.widgets.model_picker import require_classifier
 from core.bulk.csv_input import CsvInputError, inspect_csv, preview
 from core.bulk.jobs import JobFolder, JobSpec, default_batch_size
-from core.errors import plural, short_list
-from core.labels.label_set import LabelSet
+from core.errors import plural
 
 
 def configure_and_start(folder: JobFolder) -> None:
@@ -43,15 +44,7 @@ def configure_and_start(folder: JobFolder) -> None:
         st.warning("No column looks like image URLs; choose the right one above.")
     st.subheader("Categories")
     classifier = require_classifier()
-    own = classifier.classes
-    if own:
-        st.info(
-            f"The model in use is a linear probe: it labels with its own {len(own)} classes "
-            f"({short_list(own)})."
-        )
-        label_sets: tuple[LabelSet, ...] | None = (LabelSet("category", own),)
-    else:
-        label_sets = label_sets_input("bulk_sets")
+    label_sets = job_label_sets(classifier, "bulk_sets")
     with st.expander("Settings"):
         top_k = st.number_input("Labels kept per row (top_categories)", 1, 20, 5, key="bulk_top_k")
         batch_size = st.number_input(
@@ -79,7 +72,8 @@ def configure_and_start(folder: JobFolder) -> None:
 
 
 def show_job(folder: JobFolder) -> None:
-    """Progress while running; otherwise the outcome, results, review and downloads."""
+    """Progress while running; otherwise the outcome, results, review and downloads, and the
+    re-label with another label set."""
     spec, state = folder.spec(), folder.state()
     names = ", ".join(f"{s.name} ({len(s.labels)})" for s in spec.label_sets)
     st.caption(f"Job {folder.id} · URL column '{spec.url_column}' · label sets: {names}")
@@ -104,6 +98,7 @@ def show_job(folder: JobFolder) -> None:
         st.success(progress_text(state).split(" · about")[0])
     if state.rows_done:
         show_results(folder, spec)
+        show_relabel_panel(folder, spec, state)
 
 
 st.title("Bulk CSV")

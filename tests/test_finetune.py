@@ -4,6 +4,7 @@ linear probe, contrastive training and the job folder."""
 import json
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from core.training.run import run_finetune
 from core.training.trainers import (
     ContrastiveTrainer,
     EarlyStopping,
+    TrainingError,
     contrastive_loss,
     train_probe,
     trainable_parameters,
@@ -429,3 +431,51 @@ def test_training_from_a_trained_probe_model_starts_from_its_clip_weights(
     assert state.status == "finished", state.message
     metadata = read_metadata(app_env / "models" / "colours-2")
     assert metadata["base_model"] == "colours" and metadata["method"] == method
+
+
+def bulk_job_over(app_env, source, model_dir):
+    """A finished bulk job over `source` (its `image` column), with stored embeddings."""
+    from core.bulk.jobs import JobSpec, new_job_folder
+    from core.bulk.pipeline import BulkJob
+    from core.fetch.download import FetchOptions, ImageFetcher
+    from core.labels.label_set import LabelSet
+
+    classifier = load_classifier(str(model_dir), "cpu")
+    folder = new_job_folder(app_env, "colours")
+    sets = (LabelSet("colour", tuple(COLOURS)),)
+    spec = JobSpec(str(source), "image", sets, classifier.name, batch_size=4)
+    folder.write_spec(spec.with_input_fingerprint())
+    BulkJob(folder, classifier, ImageFetcher(FetchOptions(allow_local_files=True))).run()
+    return folder
+
+
+def test_a_probe_on_a_bulk_jobs_output_trains_on_its_stored_embeddings(
+    app_env, tmp_path, tiny_model_dir
+):
+    source = labelled_csv(tmp_path)
+    job = bulk_job_over(app_env, source, tiny_model_dir)
+    for image in pd.read_csv(source)["image"]:
+        Path(image).unlink()  # the images are gone: only the job's embeddings can be used
+    folder, state = run_job(
+        app_env, tmp_path, data_csv=source, base_model=str(tiny_model_dir), method="probe",
+        embeddings_job=str(job.path),
+    )
+    assert state.status == "finished", state.message
+    result = folder.result()
+    assert result["images_not_loaded"] == 0 and result["train_images"] == 21
+    assert result["trained"]["accuracy"] >= 0.8
+
+
+def test_embeddings_from_another_vision_tower_are_not_used(app_env, tmp_path, tiny_model_dir):
+    source = labelled_csv(tmp_path)
+    job = bulk_job_over(app_env, source, tiny_model_dir)
+    meta = json.loads((job.path / "embeddings.json").read_text())
+    (job.path / "embeddings.json").write_text(json.dumps({**meta, "vision_digest": "other"}))
+    for image in pd.read_csv(source)["image"]:
+        Path(image).unlink()  # so only the (refused) stored embeddings could have been used
+    folder = make_job(
+        tmp_path, data_csv=source, base_model=str(tiny_model_dir), method="probe",
+        embeddings_job=str(job.path),
+    )
+    with pytest.raises(TrainingError, match="Only 0 of 30 images could be loaded"):
+        run_finetune(folder, load_settings())

@@ -1,9 +1,12 @@
 """The parts of the Bulk CSV page (app_pages/bulk_csv.py), one module per step of a job's life:
 
 - job_picker: which job the session works on (a fresh upload, an earlier job, the example);
+- label_choice: the label sets a job labels with (a linear probe's own classes, or the widgets');
 - running: the process's background runner, live progress, Stop and Resume;
 - results: charts, the gallery by category and the failed rows of a job that has run;
-- review_panel: the review grids of the least confident rows and the downloads.
+- review_panel: the review grids of the least confident rows and the downloads;
+- relabel_panel: re-label with another label set from the kept image embeddings, the versions;
+- version_diff: what changed between two versions, and the corrections a version kept or flagged.
 
 Streamlit code only; jobs themselves are run and read by core.bulk.
 """

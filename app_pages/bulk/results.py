@@ -102,18 +102,7 @@ def show_charts(results: pd.DataFrame, columns: SetColumns, index: int) -> None:
     chart_counts, chart_confidence = st.columns(2)
     with chart_counts:
         counts = results[columns.category].replace("", "(failed)").value_counts()
-        figure = px.bar(
-            x=counts.values,
-            y=counts.index,
-            orientation="h",
-            labels={"x": "rows", "y": "category"},
-            title=f"Rows per category ({columns.name})",
-        )
-        figure.update_layout(
-            yaxis={"autorange": "reversed", "dtick": 1, "automargin": True},
-            height=120 + 24 * len(counts),
-        )
-        st.plotly_chart(figure, key=f"bulk_counts{suffix}")
+        bar_chart(counts, "category", f"Rows per category ({columns.name})", f"bulk_counts{suffix}")
     with chart_confidence:
         figure = px.histogram(
             confidence_values(results, columns.confidence).dropna(),
@@ -124,6 +113,23 @@ def show_charts(results: pd.DataFrame, columns: SetColumns, index: int) -> None:
         )
         figure.update_layout(showlegend=False)
         st.plotly_chart(figure, key=f"bulk_confidence{suffix}")
+
+
+def bar_chart(counts: pd.Series, axis: str, title: str, key: str) -> None:
+    """Rows per name as horizontal bars, in the order given from the top, every bar named (the
+    chart grows with the names)."""
+    figure = px.bar(
+        x=counts.values,
+        y=counts.index,
+        orientation="h",
+        labels={"x": "rows", "y": axis},
+        title=title,
+    )
+    figure.update_layout(
+        yaxis={"autorange": "reversed", "dtick": 1, "automargin": True},
+        height=120 + 24 * len(counts),
+    )
+    st.plotly_chart(figure, key=key)
 
 
 def show_failures(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> None:

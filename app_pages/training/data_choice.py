@@ -21,6 +21,7 @@ from core.training.data import (
 from core.training.data_files import bulk_job_as_data, keep_uploaded_csv, results_version
 
 DATA_KEY = "ft_data_path"
+EMBEDDINGS_JOB_KEY = "ft_embeddings_job"  # a bulk job whose stored embeddings a probe may use
 DATA_NAME_KEY = "ft_data_name"  # the uploaded file's name or the bulk job's id, for people
 SOURCE_UPLOAD, SOURCE_BULK = "Upload a labelled CSV", "The output of a bulk job"
 
@@ -38,6 +39,7 @@ def choose_data() -> str | None:
         if upload is None:
             return None
         st.session_state[DATA_NAME_KEY] = upload.name
+        st.session_state[EMBEDDINGS_JOB_KEY] = ""
         return st.session_state[DATA_KEY]
     jobs = [j for j in list_jobs(settings.data_dir) if j.results_path.is_file()]
     if not jobs:
@@ -48,6 +50,7 @@ def choose_data() -> str | None:
         "Only the rows whose category a person set in the review grid", key="ft_only_human"
     )
     path, rows = bulk_output_as_data(job, only_human)
+    st.session_state[EMBEDDINGS_JOB_KEY] = str(job.path)
     st.session_state[DATA_NAME_KEY] = f"bulk job {job.id}" + (
         " (human labels)" if only_human else ""
     )

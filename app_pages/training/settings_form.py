@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.training.data_choice import DATA_NAME_KEY
+from app_pages.training.data_choice import DATA_NAME_KEY, EMBEDDINGS_JOB_KEY
 from app_pages.training.progress import format_duration
 from app_pages.widgets.model_picker import require_classifier
 from app_pages.widgets.settings import app_settings
@@ -51,6 +51,7 @@ def training_settings(
             validation_fraction=validation,
             seed=seed,
             data_name=st.session_state.get(DATA_NAME_KEY, ""),
+            embeddings_job=st.session_state.get(EMBEDDINGS_JOB_KEY, ""),
             **spec_args,
         ).checked()
     except (TrainingError, ModelNameError) as exc:

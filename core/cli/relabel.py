@@ -1,6 +1,7 @@
 """`python -m core relabel --job JOB --labels L [--labels L2 ...] --output OUT.csv`: a job's rows
 labelled again with other label sets from its stored image embeddings, fetching no image; the
-output has the columns `classify` would give, and is kept as a new version of the job."""
+output has the columns `classify` would give (the model's labels, as classify writes them), and
+is kept as a new version of the job, with its review corrections carried over."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def job_folder(job: str, settings: Settings) -> JobFolder:
 
 def cmd_relabel(args: argparse.Namespace) -> int:
     """Re-label the job's rows with --labels into --output."""
-    from core.bulk.relabel import new_version, relabel
+    from core.bulk.versions import create_version
 
     settings = load_settings()
     folder = job_folder(args.job, settings)
@@ -38,13 +39,12 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     classifier = load_model(model, settings)
     refuse_truncation_twins(classifier, sets)
     started = time.perf_counter()
-    version = new_version(folder, sets)
-    outcome = relabel(folder, classifier, sets, version, args.top_k)
-    copy_csv_neutralised(version, args.output)
+    version = create_version(folder, classifier, sets, args.top_k)
+    copy_csv_neutralised(version.folder.results_path, args.output)
     seconds = time.perf_counter() - started
     print(
-        f"Re-labelled {outcome.rows:,} rows ({outcome.failed:,} failed) from stored embeddings "
-        f"in {seconds:.1f} s -> {args.output} (version {version.parent.name} of the job)",
+        f"Re-labelled {version.rows:,} rows ({version.failed:,} failed) from stored embeddings "
+        f"in {seconds:.1f} s -> {args.output} (version {version.number} of the job)",
         file=sys.stderr,
     )
     return 0

@@ -1,12 +1,12 @@
 """The on-disk form of a job's image embeddings: one fixed-width record per input row.
 
-    embeddings.f16   row i at bytes [i * dim * 2, (i + 1) * dim * 2), float16; all zeros for a
+    embeddings.f32   row i at bytes [i * dim * 4, (i + 1) * dim * 4), float32; all zeros for a
                      row without an embedding (a failed row: real embeddings have norm 1)
     embeddings.json  the model that made them (name, vision-tower digest), dim, dtype, rows
 
 Fixed-width records make the file behave like results.csv: appended as rows are written, cut
 back to the last complete row on resume, and read by row index through a memory map, so a job
-of millions of rows is never loaded whole (1 KB per row at ViT-B/32's 512 dimensions).
+of millions of rows is never loaded whole (2 KB per row at ViT-B/32's 512 dimensions).
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ import numpy as np
 
 from core.storage import atomic_write_json, read_json
 
-DATA_FILE, META_FILE = "embeddings.f16", "embeddings.json"
-DTYPE = np.float16
+DATA_FILE, META_FILE = "embeddings.f32", "embeddings.json"
+# float32, not float16: at CLIP's logit scale (100) float16 rounding moved a score by up to
+# 3e-5 but changed the best label of 0.04 % of images (bench/relabel.py), and a re-label must
+# give the same top-1 as a fresh classify on every row. 2 KB per row at 512 dimensions.
+DTYPE = np.float32
 FORMAT = "clip-labeler/image-embeddings-1"
 
 
@@ -61,7 +64,8 @@ class EmbeddingWriter:
     def flush(self) -> None:
         """Make the records written so far durable, and say how many there are."""
         self._handle.flush()
-        meta = {"format": FORMAT, **asdict(self.identity), "dtype": "float16", "rows": self.rows}
+        meta = {"format": FORMAT, **asdict(self.identity), "rows": self.rows}
+        meta["dtype"] = np.dtype(DTYPE).name
         atomic_write_json(self.folder / META_FILE, meta)
 
     def close(self) -> None:
@@ -106,7 +110,12 @@ class EmbeddingStore:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) as float32 (zeros where a row has no embedding)."""
-        return np.asarray(self._data[start:stop], dtype=np.float32)
+        return np.array(self._data[start:stop], dtype=np.float32)  # a writable copy
+
+    def view(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) as stored (DTYPE), read-only, without copying: for a scan that
+        only reads (a copy of every block would cost more than the scan itself)."""
+        return self._data[start:stop]
 
     def chunks(self, size: int = 65_536) -> Iterator[tuple[int, np.ndarray]]:
         """(first row index, float32 block) over all rows, `size` rows at a time."""
@@ -133,3 +142,11 @@ def replace_rows(folder: str | Path, source: str | Path, rows: list[int]) -> boo
             handle.seek(index * record)
             handle.write(values.tobytes())
     return True
+
+
+def take_rows(folder: str | Path, rows: list[int]) -> np.ndarray:
+    """The records at `rows` (any order, repeats allowed) as float32, reading only those."""
+    store = EmbeddingStore(folder)
+    if not rows:
+        return np.zeros((0, store.identity.dim), dtype=np.float32)
+    return np.asarray(store._data[np.asarray(rows)], dtype=np.float32)

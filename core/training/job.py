@@ -62,6 +62,7 @@ class FinetuneSpec:
     template: str = "a photo of a {}."
     allow_local_files: bool = False  # the command line may read image paths; the web page not
     data_name: str = ""  # what the data is to a person (an uploaded file's name), if not its path
+    embeddings_job: str = ""  # a bulk job whose stored image embeddings a probe may train on
 
     @property
     def data_label(self) -> str:

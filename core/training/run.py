@@ -36,6 +36,7 @@ from core.training.job import (
 )
 from core.training.metrics import Evaluation, evaluate
 from core.training.probe_method import ProbeMethod
+from core.training.stored_embeddings import stored_training_embeddings
 from core.training.tracker import Report, RunTracker
 from core.training.trainers import TrainingCancelled, TrainingError
 
@@ -58,18 +59,11 @@ class _Run:
         )
         source, _why = training_start(spec.base_model, self.settings.data_dir)
         base = load_classifier(source, self.settings.device, with_probe=False)
-        kept, crops = load_training_images(
-            base, data, self.settings, spec.allow_local_files, tracker
-        )
-        if len(kept) < 4:
-            raise TrainingError(f"Only {len(kept)} of {len(data.items)} images could be loaded.")
-        examples = TrainingExamples.split(
-            [data.items[i] for i in kept], spec.validation_fraction, spec.seed
-        )
-        pixels = base.pixels(crops)
+        examples, pixels, stored = self._inputs(base, data)
 
-        tracker.save(status="evaluating", message="Encoding images with the base model")
-        baseline, embeddings = self._baseline(base, examples, pixels)
+        encoding = "Measuring zero-shot" if stored is not None else "Encoding images"
+        tracker.save(status="evaluating", message=f"{encoding} with the base model")
+        baseline, embeddings = self._baseline(base, examples, pixels, stored)
         destination = model_folder(self.settings.data_dir, spec.name)
         if spec.method == "probe":
             method = ProbeMethod(tracker, base, destination, examples, embeddings)
@@ -85,14 +79,44 @@ class _Run:
         tracker.save(status="finished", message="Finished", seconds_left=0.0)
         return tracker.state
 
+    def _inputs(
+        self, base: ClipClassifier, data: LabelledData
+    ) -> tuple[TrainingExamples, torch.Tensor | None, torch.Tensor | None]:
+        """The examples whose image could be had, split; with their pixels, or, for a probe on
+        a bulk job's output made by the same vision tower, the job's stored embeddings."""
+        spec = self.spec
+        stored = None
+        if spec.method == "probe":
+            stored = stored_training_embeddings(spec.embeddings_job, base, data)
+        if stored is not None:
+            self.tracker.save(message="Using the image embeddings the bulk job stored")
+            kept, embeddings = stored
+            crops = None
+        else:
+            kept, crops = load_training_images(
+                base, data, self.settings, spec.allow_local_files, self.tracker
+            )
+            embeddings = None
+        if len(kept) < 4:
+            raise TrainingError(f"Only {len(kept)} of {len(data.items)} images could be loaded.")
+        items = [data.items[i] for i in kept]
+        examples = TrainingExamples.split(items, spec.validation_fraction, spec.seed)
+        return examples, (base.pixels(crops) if crops is not None else None), embeddings
+
     def _baseline(
-        self, base: ClipClassifier, examples: TrainingExamples, pixels: torch.Tensor
+        self,
+        base: ClipClassifier,
+        examples: TrainingExamples,
+        pixels: torch.Tensor | None,
+        stored: torch.Tensor | None = None,
     ) -> tuple[Evaluation, torch.Tensor]:
         """The base model's zero-shot evaluation on the validation images, and the embeddings
         encoded for it: of every image for the probe (which trains on them), else only of the
-        validation images."""
+        validation images. `stored` embeddings (of every image) are used instead of encoding."""
         check_cancel, val_idx = self.tracker.check_cancel, examples.val_idx
-        if self.spec.method == "probe":
+        if stored is not None:
+            embeddings, val_embeddings = stored, stored[val_idx]
+        elif self.spec.method == "probe":
             embeddings = embed_images(base, pixels, check_cancel)
             val_embeddings = embeddings[val_idx]
         else:
