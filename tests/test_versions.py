@@ -13,7 +13,7 @@ from PIL import Image
 
 from core.bulk.jobs import JobFolder, JobSpec
 from core.bulk.pipeline import BulkJob
-from core.bulk.relabel import RelabelError, new_version, relabel
+from core.bulk.relabel import new_version, relabel
 from core.bulk.review import load_all_corrections, save_corrections
 from core.bulk.versions import (
     NO_EMBEDDINGS,
@@ -28,6 +28,7 @@ from core.bulk.versions import (
     refusal,
     reviewed_version,
 )
+from core.embeddings.store import NoEmbeddingsError
 from core.fetch.download import FetchOptions, ImageFetcher
 from core.labels.label_set import LabelSet
 from tests.images import encode
@@ -99,7 +100,7 @@ def test_a_refused_or_failed_relabel_leaves_no_version(job, classifier, monkeypa
     meta.write_text(json.dumps({**data, "name": "shop/other", "vision_digest": "0" * 64}))
     message = refusal(job, classifier)
     assert "was encoded by the model 'shop/other'" in message and message.count(". ") == 0
-    with pytest.raises(RelabelError):
+    with pytest.raises(NoEmbeddingsError):
         create_version(job, classifier, (NEW_CATEGORIES,))
     meta.write_text(saved)
 

@@ -16,7 +16,7 @@ import torch
 
 from core.bulk.columns import output_cells, output_header, ranked_rows, set_columns
 from core.bulk.jobs import JobFolder
-from core.embeddings.store import EmbeddingStore, has_embedding, read_meta
+from core.embeddings.store import EmbeddingStore, has_embedding, open_for_model
 from core.engine.classifier import ClipClassifier
 from core.errors import UserError
 from core.labels.label_set import LabelSet
@@ -37,21 +37,11 @@ class RelabelOutcome:
     failed: int
 
 
-def stored_embeddings(folder: JobFolder, classifier: ClipClassifier) -> EmbeddingStore:
+def stored_embeddings(
+    folder: JobFolder, classifier: ClipClassifier, purpose: str = "re-label it"
+) -> EmbeddingStore:
     """The job's embeddings, when they exist and were made by the loaded model."""
-    meta = read_meta(folder.path)
-    if meta is None:
-        raise RelabelError(
-            f"Job '{folder.id}' has no stored image embeddings (it ran before they were kept); "
-            "run it again once to re-label it in seconds afterwards."
-        )
-    store = EmbeddingStore(folder.path)
-    if store.identity.vision_digest != classifier.vision_digest:
-        raise RelabelError(
-            f"Job '{folder.id}' was encoded by the model '{store.identity.name}', not by the "
-            f"loaded model '{classifier.name}'; load that model to re-label it."
-        )
-    return store
+    return open_for_model(folder.path, classifier.name, classifier.vision_digest, purpose)
 
 
 def relabel(

@@ -37,7 +37,7 @@ from core.bulk.review import (
     save_corrections,
     with_review,
 )
-from core.embeddings.store import read_meta
+from core.embeddings.store import NoEmbeddingsError, read_meta
 from core.engine.classifier import ClipClassifier
 from core.labels.label_set import LabelSet
 from core.storage import atomic_write_json, read_json
@@ -85,7 +85,7 @@ def refusal(job: JobFolder, classifier: ClipClassifier) -> str | None:
         return NO_EMBEDDINGS
     try:
         stored_embeddings(job, classifier)
-    except RelabelError as exc:
+    except NoEmbeddingsError as exc:
         return str(exc)
     return None
 

@@ -16,7 +16,6 @@ from datetime import datetime
 from core.bulk.jobs import SPEC_FILE, STATE_FILE, JobFolder, JobState, jobs_root, list_jobs
 from core.cli.common import CliError
 from core.config import load_settings
-from core.embeddings.store import read_meta
 from core.errors import plural
 
 # A running job saves its state at least every second or so (core/bulk/pipeline.py); one whose
@@ -106,6 +105,8 @@ def job_line(folder: JobFolder, now: float | None = None) -> JobLine:
     else:
         status = shown_status(state, time.time() if now is None else now)
     counts = (state.rows_done, state.rows_total, state.rows_failed) if state else (None,) * 3
+    from core.embeddings.store import read_meta  # numpy: only when there are jobs to list
+
     return JobLine(
         id=folder.id,
         status=status,

@@ -7,10 +7,14 @@ from __future__ import annotations
 import argparse
 
 from core.cli.classify import cmd_classify
+from core.cli.duplicates import cmd_duplicates
+from core.cli.export_embeddings import cmd_export_embeddings
 from core.cli.finetune import cmd_finetune
 from core.cli.jobs import cmd_jobs
 from core.cli.predict import cmd_predict
 from core.cli.relabel import cmd_relabel
+from core.cli.search import cmd_search
+from core.embeddings.groups_file import DEFAULT_THRESHOLD
 
 MODEL_HELP = "hub id, local folder or trained model name (default: CLIPLAB_MODEL)"
 
@@ -26,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune_arguments(commands)
     add_jobs_arguments(commands)
     add_relabel_arguments(commands)
+    add_search_arguments(commands)
+    add_export_embeddings_arguments(commands)
+    add_duplicates_arguments(commands)
     return parser
 
 
@@ -128,3 +135,49 @@ def add_relabel_arguments(commands: argparse._SubParsersAction) -> None:
     relabel.add_argument("--top-k", type=int, help="labels kept in top_categories (default: job's)")
     relabel.add_argument("--template", action="append", help="prompt template(s), as for predict")
     relabel.set_defaults(handler=cmd_relabel)
+
+
+def add_duplicates_arguments(commands: argparse._SubParsersAction) -> None:
+    """`duplicates --job JOB --output groups.csv [--threshold T]`."""
+    duplicates = commands.add_parser(
+        "duplicates", help="groups of near-duplicate images in a job, from its stored embeddings"
+    )
+    duplicates.add_argument("--job", required=True, help="a job id (see `jobs`) or a job folder")
+    duplicates.add_argument(
+        "--output", required=True, help="where to write the groups (CSV: group, row_index, ...)"
+    )
+    duplicates.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"cosine similarity from which two images are near-duplicates ({DEFAULT_THRESHOLD})",
+    )
+    duplicates.set_defaults(handler=cmd_duplicates)
+
+
+def add_search_arguments(commands: argparse._SubParsersAction) -> None:
+    """`search --job JOB "TEXT" [--top-k K] [--model M] [--json]`."""
+    search = commands.add_parser(
+        "search", help="a job's images that best match a text, from its stored image embeddings"
+    )
+    search.add_argument("--job", required=True, help="a job id (see `jobs`) or a job folder")
+    search.add_argument("text", help='what to look for, e.g. "red leather handbag"')
+    search.add_argument("--top-k", type=int, default=10, help="how many images to show (10)")
+    search.add_argument("--model", help="the model (default: the one the job ran with)")
+    search.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    search.set_defaults(handler=cmd_search)
+
+
+def add_export_embeddings_arguments(commands: argparse._SubParsersAction) -> None:
+    """`export-embeddings --job JOB --output DIR`."""
+    export = commands.add_parser(
+        "export-embeddings",
+        help="write a job's image embeddings in clip-retrieval's layout (for autofaiss)",
+    )
+    export.add_argument("--job", required=True, help="a job id (see `jobs`) or a job folder")
+    export.add_argument(
+        "--output",
+        required=True,
+        help="folder to write img_emb/img_emb_0.npy and metadata/metadata_0.parquet into",
+    )
+    export.set_defaults(handler=cmd_export_embeddings)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
 from core.storage import atomic_write_json, read_json
 
 DATA_FILE, META_FILE = "embeddings.f32", "embeddings.json"
@@ -25,6 +26,10 @@ DATA_FILE, META_FILE = "embeddings.f32", "embeddings.json"
 # give the same top-1 as a fresh classify on every row. 2 KB per row at 512 dimensions.
 DTYPE = np.float32
 FORMAT = "clip-labeler/image-embeddings-1"
+
+
+class NoEmbeddingsError(UserError, ValueError):
+    """The job has no stored image embeddings, or another model made them; one sentence."""
 
 
 @dataclass(frozen=True)
@@ -150,3 +155,28 @@ def take_rows(folder: str | Path, rows: list[int]) -> np.ndarray:
     if not rows:
         return np.zeros((0, store.identity.dim), dtype=np.float32)
     return np.asarray(store._data[np.asarray(rows)], dtype=np.float32)
+
+
+def open_job_store(folder: str | Path, purpose: str) -> EmbeddingStore:
+    """The stored embeddings of the job in `folder`; NoEmbeddingsError saying to run the job
+    again once (to `purpose`, e.g. "re-label it") when it has none."""
+    if read_meta(folder) is None:
+        raise NoEmbeddingsError(
+            f"Job '{Path(folder).name}' has no stored image embeddings (it ran before they were "
+            f"kept); run it again once to {purpose}."
+        )
+    return EmbeddingStore(folder)
+
+
+def open_for_model(
+    folder: str | Path, model_name: str, vision_digest: str, purpose: str
+) -> EmbeddingStore:
+    """As open_job_store, and refused when the embeddings were made by a vision tower other
+    than the loaded model's (its text or probe side would not be comparable with them)."""
+    store = open_job_store(folder, purpose)
+    if store.identity.vision_digest != vision_digest:
+        raise NoEmbeddingsError(
+            f"Job '{Path(folder).name}' was encoded by the model '{store.identity.name}', not by "
+            f"the loaded model '{model_name}'; load that model to {purpose}."
+        )
+    return store
