@@ -1,7 +1,8 @@
 """Page "Bulk CSV": a CSV of product image URLs in, the same CSV with predicted categories out.
 
 The parts live in app_pages/bulk/: picking the job, running it, its results and their review,
-and re-labelling it with another label set (versions and what changed).
+and the tools that work from the image embeddings kept with a job (job_tools.py): re-labelling
+it with another label set (versions and what changed), searching, mapping and near-duplicates.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages.bulk.job_picker import choose_job, start_example
+from app_pages.bulk.job_tools import show_job_tools
 from app_pages.bulk.label_choice import job_label_sets
-from app_pages.bulk.relabel_panel import show_relabel_panel
 from app_pages.bulk.results import show_results
 from app_pages.bulk.running import (
     background_jobs,
@@ -73,7 +74,7 @@ def configure_and_start(folder: JobFolder) -> None:
 
 def show_job(folder: JobFolder) -> None:
     """Progress while running; otherwise the outcome, results, review and downloads, and the
-    re-label with another label set."""
+    tools on its kept image embeddings: re-label, search, map, near-duplicates."""
     spec, state = folder.spec(), folder.state()
     names = ", ".join(f"{s.name} ({len(s.labels)})" for s in spec.label_sets)
     st.caption(f"Job {folder.id} · URL column '{spec.url_column}' · label sets: {names}")
@@ -98,7 +99,7 @@ def show_job(folder: JobFolder) -> None:
         st.success(progress_text(state).split(" · about")[0])
     if state.rows_done:
         show_results(folder, spec)
-        show_relabel_panel(folder, spec, state)
+        show_job_tools(folder, spec, state)
 
 
 st.title("Bulk CSV")

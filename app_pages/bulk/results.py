@@ -10,6 +10,7 @@ import streamlit as st
 
 from app_pages.bulk.review_panel import forget_review_edits, show_review_and_downloads
 from app_pages.bulk.running import job_classifier, job_fetch_options
+from app_pages.bulk.tool_state import show_more_like
 from core.bulk.columns import SetColumns, result_columns
 from core.bulk.jobs import JobFolder, JobSpec
 from core.bulk.retry import error_summary, retry_failed_rows
@@ -22,6 +23,7 @@ from core.bulk.review import (
     save_corrections,
     thumbnail_source,
 )
+from core.embeddings.store import read_meta
 from core.engine.classifier import ClipClassifier
 from core.errors import UserError, plural
 from core.fetch.download import ImageFetcher
@@ -66,6 +68,7 @@ def show_gallery(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> Non
     rows = gallery_rows(results, corrections, spec.url_column, category, (low, high))
     st.caption(f"{plural(len(rows), 'product')}; click Open to enlarge one and correct it.")
     grid = st.columns(6)
+    searchable = read_meta(folder.path) is not None  # the Search tab shows look-alikes
     for index, item in enumerate(rows.head(shown).itertuples(index=False)):
         with grid[index % 6]:
             source = thumbnail_source(item.image)
@@ -75,6 +78,13 @@ def show_gallery(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> Non
             if st.button("Open", key=f"bulk_gallery_open_{item.row}"):
                 model_label = results["predicted_category"].iloc[item.row]
                 enlarge(folder, spec, item._asdict(), model_label)
+            if searchable:
+                st.button(
+                    "More like this",
+                    key=f"bulk_gallery_like_{item.row}",
+                    on_click=show_more_like,
+                    args=(folder.id, item.row),
+                )
 
 
 @st.dialog("Product", width="large")

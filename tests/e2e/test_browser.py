@@ -209,6 +209,41 @@ def test_fine_tuning_with_a_trained_model_selected(
     assert "Traceback" not in page.content()
 
 
+def loaded_images(page: Page, scope: str) -> int:
+    """How many <img> under `scope` have loaded (naturalWidth > 0), once every one has."""
+    images = f"{scope} [data-testid=stImage] img"
+    page.wait_for_function(
+        f"""() => {{ const all = [...document.querySelectorAll("{images}")];
+        return all.length > 0 && all.every(img => img.complete && img.naturalWidth > 0); }}"""
+    )
+    return page.locator(images).count()
+
+
+def test_searching_a_finished_job_shows_a_gallery_and_more_like_this(
+    page: Page, images: ImageServer, tmp_path
+):
+    from tests.test_app_relabel import FAILED, ROWS, varied_products
+
+    source = tmp_path / "varied.csv"
+    source.write_bytes(varied_products(images))
+    start_bulk_job(page, source)
+    page.get_by_text(f"{ROWS} / {ROWS} rows").first.wait_for()
+    wait_idle(page)
+    page.get_by_role("tab", name="Search").click()
+    wait_idle(page)
+    page.get_by_label("Find images").fill("red leather handbag")
+    page.get_by_label("Find images").press("Enter")
+    wait_idle(page)
+    panel = "[data-testid=stTabs] [role=tabpanel]"
+    page.get_by_text("best matches for").wait_for()
+    assert loaded_images(page, panel) == min(12, ROWS - len(FAILED))
+    page.locator("[class*='st-key-bulk_search_like_'] button").first.click()
+    wait_idle(page)
+    page.get_by_text("Images most like row").wait_for()
+    assert loaded_images(page, panel) == 1 + min(12, ROWS - len(FAILED) - 1)  # itself, then others
+    assert "Traceback" not in page.content()
+
+
 def teardown_module() -> None:
     if SHOTS.exists() and not any(SHOTS.iterdir()):
         shutil.rmtree(SHOTS)
