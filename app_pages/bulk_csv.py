@@ -19,10 +19,11 @@ from app_pages.bulk.running import (
     live_progress,
     progress_text,
     resume_button,
+    show_running_elsewhere,
 )
 from app_pages.widgets.model_picker import require_classifier
 from core.bulk.csv_input import CsvInputError, inspect_csv, preview
-from core.bulk.jobs import JobFolder, JobSpec, default_batch_size
+from core.bulk.jobs import JobFolder, JobSpec, default_batch_size, running_elsewhere
 from core.errors import plural
 
 
@@ -80,6 +81,9 @@ def show_job(folder: JobFolder) -> None:
     st.caption(f"Job {folder.id} · URL column '{spec.url_column}' · label sets: {names}")
     if background_jobs().is_running(folder):
         live_progress(folder)
+        return
+    if running_elsewhere(state):
+        show_running_elsewhere(folder, state)
         return
     if state is None:
         st.info("This job has not run yet.")

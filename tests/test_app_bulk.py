@@ -1,5 +1,8 @@
 """The Bulk CSV page driven with AppTest; the job itself runs in a background thread."""
 
+import subprocess
+import sys
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -355,3 +358,23 @@ def test_each_label_set_has_its_own_review_grid(image_server):
     labelled = at.dataframe[-1].value
     assert labelled["colour_category"].iloc[first_row - 1] == new_colour
     assert labelled["colour_label_source"].iloc[first_row - 1] == "human"
+
+
+def test_a_job_another_process_runs_shows_its_progress_and_no_resume(image_server):
+    job = upload_and_start(bulk_page(), products_csv(image_server))
+    state = job.state()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # the command line, say, running the same job in its own process
+        job.write_state(
+            JobState(status="running", rows_total=state.rows_total, rows_done=10, pid=other.pid)
+        )
+        at = bulk_page()
+        at.radio(key="bulk_source").set_value("Open an earlier job").run()
+        assert any("running in another process" in i.value for i in at.info)
+        assert not [b for b in at.button if b.key == "bulk_resume"]
+    finally:
+        other.kill()
+        other.wait()
+    at.run()  # its process is gone: the job was interrupted and can be resumed
+    assert any("interrupted after 10 of 24 rows" in w.value for w in at.warning)
+    assert [b for b in at.button if b.key == "bulk_resume"]

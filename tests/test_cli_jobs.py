@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from core.bulk.jobs import STATE_FILE, JobFolder, JobSpec, JobState, new_job_folder
-from core.cli.jobs import STALE_AFTER_SECONDS
+from core.bulk.jobs import (
+    STALE_AFTER_SECONDS,
+    STATE_FILE,
+    JobFolder,
+    JobSpec,
+    JobState,
+    new_job_folder,
+)
 from core.embeddings.store import EmbeddingWriter, ModelIdentity
 from core.labels.label_set import LabelSet
 from tests.test_cli import run_cli

@@ -76,3 +76,14 @@ def resume_button(folder: JobFolder, spec: JobSpec) -> None:
     if st.button("Resume", type="primary", key="bulk_resume"):
         background_jobs().start(folder, classifier, job_fetch_options(classifier), resume=True)
         st.rerun()
+
+
+def show_running_elsewhere(folder: JobFolder, state: JobState) -> None:
+    """A job another process is running (the command line, another server): its progress as
+    last saved, and no Resume, which would write the same results twice."""
+    fraction = state.rows_done / state.rows_total if state.rows_total else 0.0
+    st.info(
+        "This job is running in another process (started from the command line or another "
+        "app server); its results appear here when it ends. Refresh the page to see its progress."
+    )
+    st.progress(min(fraction, 1.0), text=progress_text(state))

@@ -13,6 +13,7 @@ resume after a crash:
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -93,6 +94,42 @@ class JobState:
     message: str = ""
     started: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
+    pid: int | None = None  # the process running the job, while it runs
+
+
+STALE_AFTER_SECONDS = 300.0  # a running job saves its state about once a second
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
+
+
+def running_elsewhere(state: JobState | None, now: float | None = None) -> bool:
+    """Whether another process is running the job now: saved as running by a process other
+    than this one that still exists, and saved recently (a pid can be reused by a new process
+    long after the job's has gone)."""
+    if state is None or state.status != "running" or state.pid in (None, os.getpid()):
+        return False
+    fresh = (time.time() if now is None else now) - state.updated <= STALE_AFTER_SECONDS
+    return fresh and _process_alive(state.pid)
+
+
+def shown_status(state: JobState, now: float | None = None) -> str:
+    """The status to show anyone but the process running the job: a job saved as running
+    whose process is gone (a crash, a closed shell, a server restart) is interrupted. A state
+    saved before pids were recorded counts as running while it was saved recently."""
+    if state.status != "running":
+        return state.status
+    if state.pid is None:
+        fresh = (time.time() if now is None else now) - state.updated <= STALE_AFTER_SECONDS
+        return "running" if fresh else "interrupted"
+    return "running" if running_elsewhere(state, now) else "interrupted"
 
 
 def _slug(text: str) -> str:

@@ -88,6 +88,7 @@ class BulkJob:
             return previous
         state = previous or JobState(rows_total=info.rows)
         state.status, state.message, state.rows_total = "running", "Starting", info.rows
+        state.pid = os.getpid()
         header = output_header(info.columns, self.spec.label_sets)
         kept = [c for c in info.columns if c in header]
         n_sets = len(set_columns(self.spec.label_sets))

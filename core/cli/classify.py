@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.bulk.csv_input import inspect_csv
-from core.bulk.jobs import JobFolder, JobSpec, JobState, default_batch_size, jobs_root
+from core.bulk.jobs import (
+    JobFolder,
+    JobSpec,
+    JobState,
+    default_batch_size,
+    jobs_root,
+    running_elsewhere,
+)
 from core.cli.common import (
     CliError,
     label_sets,
@@ -127,7 +134,14 @@ def _folder_input(
 
 
 def _spec_to_run(folder: JobFolder, spec: JobSpec, args: argparse.Namespace) -> JobSpec:
-    """With --resume, the saved job's spec (refused if the settings differ); else a new job."""
+    """With --resume, the saved job's spec (refused if the settings differ); else a new job.
+    Refused while another process runs the same job (two writers would mix their rows)."""
+    state = folder.state() if folder.exists() else None
+    if running_elsewhere(state):
+        raise CliError(
+            f"This job is already running in another process (pid {state.pid}); wait for it to "
+            "end or stop it, then run again."
+        )
     if args.resume and folder.exists():
         if not _same_job(folder.spec(), spec, batch_size_chosen=args.batch_size is not None):
             raise CliError(

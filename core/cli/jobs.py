@@ -13,7 +13,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.bulk.jobs import SPEC_FILE, STATE_FILE, JobFolder, JobState, jobs_root, list_jobs
+from core.bulk.jobs import (
+    SPEC_FILE,
+    STATE_FILE,
+    JobFolder,
+    JobState,
+    jobs_root,
+    list_jobs,
+    shown_status,
+)
 from core.cli.common import CliError
 from core.config import load_settings
 from core.errors import plural
@@ -21,8 +29,7 @@ from core.errors import plural
 # A running job saves its state at least every second or so (core/bulk/pipeline.py); one whose
 # state has not moved for this long has lost its process (a crash, a killed shell, a server
 # restart) and is shown as interrupted, as the Bulk CSV page shows a job no thread is running.
-STALE_AFTER_SECONDS = 300.0
-NOT_STARTED, UNREADABLE, INTERRUPTED = "not started", "unreadable", "interrupted"
+NOT_STARTED, UNREADABLE = "not started", "unreadable"
 NO_JOBS = (
     "No bulk jobs yet in {root}: start one with `python -m core classify --input IN.csv "
     "--labels LABELS --output OUT.csv` or on the web app's Bulk CSV page."
@@ -136,14 +143,6 @@ def read_state(folder: JobFolder) -> tuple[JobState | None, bool]:
         and all(isinstance(t, int | float) and not isinstance(t, bool) for t in times)
     )
     return (state, True) if sound else (None, False)
-
-
-def shown_status(state: JobState, now: float) -> str:
-    """The status as saved, except that a job saved as running whose state has not been
-    updated for STALE_AFTER_SECONDS is interrupted: its process is gone."""
-    if state.status == "running" and now - state.updated > STALE_AFTER_SECONDS:
-        return INTERRUPTED
-    return state.status
 
 
 def _model(folder: JobFolder) -> str | None:
