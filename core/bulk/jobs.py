@@ -116,8 +116,11 @@ def running_elsewhere(state: JobState | None, now: float | None = None) -> bool:
     long after the job's has gone)."""
     if state is None or state.status != "running" or state.pid in (None, os.getpid()):
         return False
-    fresh = (time.time() if now is None else now) - state.updated <= STALE_AFTER_SECONDS
-    return fresh and _process_alive(state.pid)
+    return _saved_recently(state, now) and _process_alive(state.pid)
+
+
+def _saved_recently(state: JobState, now: float | None) -> bool:
+    return (time.time() if now is None else now) - state.updated <= STALE_AFTER_SECONDS
 
 
 def shown_status(state: JobState, now: float | None = None) -> str:
@@ -127,8 +130,7 @@ def shown_status(state: JobState, now: float | None = None) -> str:
     if state.status != "running":
         return state.status
     if state.pid is None:
-        fresh = (time.time() if now is None else now) - state.updated <= STALE_AFTER_SECONDS
-        return "running" if fresh else "interrupted"
+        return "running" if _saved_recently(state, now) else "interrupted"
     return "running" if running_elsewhere(state, now) else "interrupted"
 
 

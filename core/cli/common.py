@@ -1,12 +1,14 @@
 """What several commands share: the one-sentence error, loading the classifier, the label sets
-of --labels, and the progress bar. torch, transformers and tqdm are imported inside the
-functions, so that `--help` and input errors never wait for them.
+of --labels, the job named by --job, and the progress bar. torch, transformers and tqdm are
+imported inside the functions, so that `--help` and input errors never wait for them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.bulk.jobs import JobFolder, find_job
 from core.config import Settings
 from core.engine.trained_models import model_classes, resolve_model
 from core.errors import UserError, short_list
@@ -80,3 +82,15 @@ def progress_bar(desc: str, unit: str, total: int | None) -> tqdm:
     from tqdm import tqdm
 
     return tqdm(total=total, unit=unit, desc=desc, dynamic_ncols=True)
+
+
+def job_folder(job: str, settings: Settings) -> JobFolder:
+    """The job named by an id (as `python -m core jobs` lists) or a folder path."""
+    found = find_job(settings.data_dir, job)
+    if found is None:
+        found = JobFolder(Path(job).expanduser())
+        if not found.exists():
+            raise CliError(
+                f"No job '{job}': give a job id as `python -m core jobs` lists it, or a job folder."
+            )
+    return found

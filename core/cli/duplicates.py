@@ -10,8 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.cli.common import CliError
-from core.cli.relabel import job_folder
+from core.cli.common import CliError, job_folder
 from core.config import load_settings
 from core.errors import plural
 from core.storage import atomic_write_bytes

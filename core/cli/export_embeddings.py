@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from core.cli.relabel import job_folder
+from core.cli.common import job_folder
 from core.config import load_settings
 
 

@@ -17,6 +17,8 @@ from core.cli.search import cmd_search
 from core.embeddings.groups_file import DEFAULT_THRESHOLD
 
 MODEL_HELP = "hub id, local folder or trained model name (default: CLIPLAB_MODEL)"
+JOB_HELP = "a job id (see `jobs`) or a job folder"
+JOB_MODEL_HELP = "the model (default: the one the job ran with)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,14 +126,14 @@ def add_relabel_arguments(commands: argparse._SubParsersAction) -> None:
     relabel = commands.add_parser(
         "relabel", help="label a job again with other labels, from its stored image embeddings"
     )
-    relabel.add_argument("--job", required=True, help="a job id (see `jobs`) or a job folder")
+    relabel.add_argument("--job", required=True, help=JOB_HELP)
     relabel.add_argument(
         "--labels",
         action="append",
         help="a saved label set's name, or a .txt or .csv of labels; repeat for several sets",
     )
     relabel.add_argument("--output", required=True, help="where to write the labelled CSV")
-    relabel.add_argument("--model", help="the model (default: the one the job ran with)")
+    relabel.add_argument("--model", help=JOB_MODEL_HELP)
     relabel.add_argument("--top-k", type=int, help="labels kept in top_categories (default: job's)")
     relabel.add_argument("--template", action="append", help="prompt template(s), as for predict")
     relabel.set_defaults(handler=cmd_relabel)
@@ -142,7 +144,7 @@ def add_duplicates_arguments(commands: argparse._SubParsersAction) -> None:
     duplicates = commands.add_parser(
         "duplicates", help="groups of near-duplicate images in a job, from its stored embeddings"
     )
-    duplicates.add_argument("--job", required=True, help="a job id (see `jobs`) or a job folder")
+    duplicates.add_argument("--job", required=True, help=JOB_HELP)
     duplicates.add_argument(
         "--output", required=True, help="where to write the groups (CSV: group, row_index, ...)"
     )
@@ -160,10 +162,10 @@ def add_search_arguments(commands: argparse._SubParsersAction) -> None:
     search = commands.add_parser(
         "search", help="a job's images that best match a text, from its stored image embeddings"
     )
-    search.add_argument("--job", required=True, help="a job id (see `jobs`) or a job folder")
+    search.add_argument("--job", required=True, help=JOB_HELP)
     search.add_argument("text", help='what to look for, e.g. "red leather handbag"')
     search.add_argument("--top-k", type=int, default=10, help="how many images to show (10)")
-    search.add_argument("--model", help="the model (default: the one the job ran with)")
+    search.add_argument("--model", help=JOB_MODEL_HELP)
     search.add_argument("--json", action="store_true", help="print machine-readable JSON")
     search.set_defaults(handler=cmd_search)
 
@@ -174,7 +176,7 @@ def add_export_embeddings_arguments(commands: argparse._SubParsersAction) -> Non
         "export-embeddings",
         help="write a job's image embeddings in clip-retrieval's layout (for autofaiss)",
     )
-    export.add_argument("--job", required=True, help="a job id (see `jobs`) or a job folder")
+    export.add_argument("--job", required=True, help=JOB_HELP)
     export.add_argument(
         "--output",
         required=True,

@@ -8,24 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from core.bulk.jobs import JobFolder, find_job
-from core.cli.common import CliError, label_sets, load_model, refuse_truncation_twins
-from core.config import Settings, load_settings
+from core.cli.common import job_folder, label_sets, load_model, refuse_truncation_twins
+from core.config import load_settings
 from core.spreadsheet_safety import copy_csv_neutralised
-
-
-def job_folder(job: str, settings: Settings) -> JobFolder:
-    """The job named by an id (as `python -m core jobs` lists) or a folder path."""
-    found = find_job(settings.data_dir, job)
-    if found is None:
-        found = JobFolder(Path(job).expanduser())
-        if not found.exists():
-            raise CliError(
-                f"No job '{job}': give a job id as `python -m core jobs` lists it, or a job folder."
-            )
-    return found
 
 
 def cmd_relabel(args: argparse.Namespace) -> int:

@@ -9,8 +9,7 @@ import json
 import sys
 import unicodedata
 
-from core.cli.common import CliError, load_model
-from core.cli.relabel import job_folder
+from core.cli.common import CliError, job_folder, load_model
 from core.config import load_settings
 from core.errors import clip_text
 

@@ -80,8 +80,10 @@ class EmbeddingWriter:
 
 def _identity(folder: Path) -> ModelIdentity | None:
     meta = read_meta(folder)
-    if meta is None:
-        return None
+    return None if meta is None else _identity_in(meta)
+
+
+def _identity_in(meta: dict) -> ModelIdentity:
     return ModelIdentity(meta["name"], meta["vision_digest"], int(meta["dim"]))
 
 
@@ -104,12 +106,12 @@ class EmbeddingStore:
         meta = read_meta(folder)
         if meta is None:
             raise FileNotFoundError(f"no stored embeddings in {folder}")
-        self.identity = ModelIdentity(meta["name"], meta["vision_digest"], int(meta["dim"]))
+        self.identity = _identity_in(meta)
         self.rows = int(meta["rows"])
         self._path = Path(folder) / DATA_FILE
         shape = (self.rows, self.identity.dim)
         self._data = (
-            np.memmap(Path(folder) / DATA_FILE, dtype=DTYPE, mode="r", shape=shape)
+            np.memmap(self._path, dtype=DTYPE, mode="r", shape=shape)
             if self.rows
             else np.zeros(shape, dtype=DTYPE)
         )
