@@ -21,7 +21,7 @@ from sklearn.metrics import (
 from core.config import load_settings
 from core.engine.loading import load_classifier
 from core.engine.probe import ProbeHead
-from core.engine.trained_models import load_probe, read_metadata, training_start
+from core.engine.trained_models import load_heads, read_metadata, training_start
 from core.training.data import stratified_split
 from core.training.job import FinetuneSpec, new_finetune_folder
 from core.training.metrics import evaluate
@@ -228,8 +228,9 @@ def test_probe_job_saves_a_model_with_metrics_and_beats_chance(app_env, tmp_path
     metadata = read_metadata(saved)
     assert metadata["method"] == "probe" and metadata["base_model"] == str(tiny_model_dir)
     assert metadata["metrics"]["trained"]["accuracy"] == result["trained"]["accuracy"]
-    classes, weight, bias = load_probe(saved)
-    assert sorted(classes) == sorted(COLOURS) and weight.shape[0] == 3
+    heads = load_heads(saved)
+    head = heads.attributes[0].head
+    assert sorted(head.classes) == sorted(COLOURS) and head.weight.shape[0] == 3
     assert any(e["kind"] == "probe" for e in folder.progress())
 
 
@@ -336,7 +337,7 @@ def test_fashion_mnist_clearly_beats_chance(
 
 def test_a_new_model_replaces_an_old_one_of_the_same_name_whole(app_env, tmp_path, tiny_model_dir):
     run_job(app_env, tmp_path / "first", base_model=str(tiny_model_dir), method="probe")
-    assert load_probe(app_env / "models" / "colours") is not None
+    assert load_heads(app_env / "models" / "colours") is not None
     run_job(
         app_env,
         tmp_path / "second",
@@ -347,7 +348,7 @@ def test_a_new_model_replaces_an_old_one_of_the_same_name_whole(app_env, tmp_pat
     )
     saved = app_env / "models" / "colours"
     assert read_metadata(saved)["method"] == "contrastive"
-    assert load_probe(saved) is None  # the old probe head did not survive
+    assert load_heads(saved) is None  # the old probe head did not survive
     assert [p.name for p in (app_env / "models").iterdir()] == ["colours"]
 
 

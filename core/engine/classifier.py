@@ -18,7 +18,7 @@ from core.engine.device import resolve_dtype
 from core.engine.digests import vision_tower_digest
 from core.engine.image_side import ImageSide, Prepared
 from core.engine.label_embedding_cache import LabelEmbeddingCache
-from core.engine.probe import ProbeHead
+from core.engine.probe import TrainedHeads
 from core.engine.scores import LabelScore, Prediction, probabilities, rank_labels
 from core.engine.text_side import TextSide, label_texts
 from core.errors import clip_text
@@ -39,7 +39,7 @@ class ClipClassifier:
         processor: CLIPProcessor,
         name: str,
         device: torch.device,
-        probe: ProbeHead | None = None,
+        probe: TrainedHeads | None = None,
         label_disk_cache: LabelEmbeddingCache | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -203,23 +203,74 @@ class ClipClassifier:
         labels: Sequence[str],
         templates: Sequence[str] = DEFAULT_TEMPLATES,
         prompts: Sequence[str] | None = None,
+        attribute: str = "",
     ) -> Callable[[torch.Tensor], torch.Tensor]:
         """A function from image embeddings to probabilities over `labels`, in their order.
 
-        Zero-shot: the labels' text embeddings (encoded once, cached). A model with a linear
-        probe scores its own classes instead (ClassMismatchError unless `labels` are exactly
-        those), so it is used like any other model and gives the same outputs.
+        Zero-shot: the labels' text embeddings (encoded once, cached); the same function scores
+        product-text embeddings, which live in the same space. A model with linear-probe heads
+        scores the own classes of its `attribute` ("" the first) instead (ClassMismatchError
+        unless `labels` are exactly those), so it is used like any other model; a head trained
+        on image and text reads the image with no text, as it learned to when text was dropped.
         """
         if self.probe is not None:
-            probe, order = self.probe, self.probe.order_for(labels)
-            return lambda embeddings: probe.probabilities(embeddings)[:, order]
+            trained = self.probe.attribute(attribute)
+            head, order = trained.head, trained.head.order_for(labels)
+            if trained.fused:
+                return lambda e: head.probabilities(torch.cat([e, torch.zeros_like(e)], -1))[
+                    :, order
+                ]
+            return lambda embeddings: head.probabilities(embeddings)[:, order]
         label_embeddings = self.encode_labels(label_texts(labels, prompts), templates)
         return lambda embeddings: self.probabilities(embeddings, label_embeddings)
 
+    def text_scorer(
+        self,
+        labels: Sequence[str],
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        prompts: Sequence[str] | None = None,
+        attribute: str = "",
+    ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """A function from product-text embeddings to probabilities over `labels`: zero-shot,
+        the text scored against the label prompts like an image; a trained model, its text
+        head (None when it was trained without text and cannot read it)."""
+        if self.probe is None:
+            return self.scorer(labels, templates, prompts)
+        trained = self.probe.attribute(attribute)
+        if trained.text_head is None:
+            return None
+        head, order = trained.text_head, trained.text_head.order_for(labels)
+        return lambda embeddings: head.probabilities(embeddings)[:, order]
+
+    def joint_scorer(
+        self, labels: Sequence[str], attribute: str = ""
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        """For a head trained on [image ‖ text]: a function of both embeddings to probabilities
+        over `labels`; None for every other model (zero-shot fuses the two scores instead)."""
+        if self.probe is None or not self.probe.attribute(attribute).fused:
+            return None
+        head = self.probe.attribute(attribute).head
+        order = head.order_for(labels)
+        return lambda image, text: head.probabilities(torch.cat([image, text], -1))[:, order]
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """L2-normalised embeddings of product texts (titles, descriptions), one row per text
+        in the same space as images; cut to the text tower's tokens, each distinct text encoded
+        once and kept (see ProductTexts)."""
+        return self.text_side.product_texts.encode(texts)
+
     @property
     def classes(self) -> tuple[str, ...] | None:
-        """The model's own classes when it has a linear probe; None for zero-shot models."""
+        """The model's own classes when it has a linear probe (its first attribute's); None for
+        zero-shot models."""
         return self.probe.classes if self.probe is not None else None
+
+    @property
+    def attributes(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(attribute, classes) of each trained head; () for zero-shot models."""
+        if self.probe is None:
+            return ()
+        return tuple((a.name, a.classes) for a in self.probe.attributes)
 
 
 def truncation_problem(classifier: ClipClassifier, label_set: LabelSet) -> str | None:

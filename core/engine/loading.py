@@ -12,8 +12,8 @@ from transformers import AutoConfig, CLIPModel, CLIPProcessor
 from core.engine.classifier import ClipClassifier
 from core.engine.device import ModelLoadError, resolve_device, resolve_dtype
 from core.engine.label_embedding_cache import LabelEmbeddingCache
-from core.engine.probe import ProbeHead
-from core.engine.trained_models import load_probe
+from core.engine.probe import TrainedHeads
+from core.engine.trained_models import load_heads
 
 
 def quiet_library_logging() -> None:
@@ -133,13 +133,10 @@ def _checkpoint_folder(source: str) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
-def _saved_probe(source: str) -> ProbeHead | None:
-    """The linear-probe head of a trained model folder (core/engine/trained_models.py), if any."""
+def _saved_probe(source: str) -> TrainedHeads | None:
+    """The linear-probe heads of a trained model folder (core/engine/trained_models.py), if any."""
     folder = Path(source)
-    if not folder.is_dir():
-        return None
-    saved = load_probe(folder)
-    return ProbeHead(*saved) if saved is not None else None
+    return load_heads(folder) if folder.is_dir() else None
 
 
 @torch.inference_mode()

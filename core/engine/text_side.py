@@ -15,6 +15,7 @@ from transformers import CLIPModel
 
 from core.engine.digests import text_tower_digest, weights_digest
 from core.engine.label_embedding_cache import LabelEmbeddingCache, label_embedding_key
+from core.engine.product_text import ProductTexts
 from core.labels.label_set import DEFAULT_TEMPLATES
 
 _TEXT_BATCH = 64  # prompts per text-tower call: larger batches cost memory, not speed
@@ -62,6 +63,7 @@ class TextSide:
         self._lock = threading.Lock()
         self._digest: str | None = None
         self._this_thread = threading.local()  # per call: did encode_labels run the text tower?
+        self.product_texts = ProductTexts(self._encode_full_length)
 
     def tokenize(self, texts: Sequence[str], tensors: bool = False) -> Any:
         """Token ids cut to the text tower's own positions (`max_position_embeddings`), whatever
@@ -157,6 +159,22 @@ class TextSide:
             rows.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu())
             self.encoder_calls += 1
         return torch.cat(rows)
+
+    @torch.inference_mode()
+    def _encode_full_length(self, texts: list[str]) -> torch.Tensor:
+        """L2-normalised embeddings of texts each padded to the tower's full length (fixed
+        shapes: see core/engine/product_text.py), under the text tower's lock."""
+        tokens = self.tokenizer(
+            texts,
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_tokens,
+            return_tensors="pt",
+        ).to(self.device)
+        with self._lock:
+            features = self.model.get_text_features(**tokens).pooler_output
+            self.encoder_calls += 1
+        return torch.nn.functional.normalize(features.float(), dim=-1).cpu()
 
     def _disk_key(self, prompts: list[str], templates: int) -> str | None:
         """The disk cache's key for these prompts (None without a disk cache). The caller holds

@@ -25,6 +25,8 @@ from core.storage import atomic_write_json, read_json
 if TYPE_CHECKING:  # torch is imported only where weights are read or written
     import torch
 
+    from core.engine.probe import TrainedHeads
+
 METADATA_FILE = "cliplab.json"
 PROBE_FILE = "probe.safetensors"
 LABEL_SET_FILE = "label_set.json"  # the classes it was trained on, importable on Label sets
@@ -54,12 +56,25 @@ def model_folder(data_dir: str | Path, name: str) -> Path:
 
 
 def model_classes(source: str) -> tuple[str, ...] | None:
-    """The own classes of a trained linear-probe model at `source` (None otherwise)."""
+    """The own classes of a trained linear-probe model at `source` (its first attribute's for
+    a model of several attributes; None for any other model)."""
+    attributes = model_attributes(source)
+    return attributes[0][1] if attributes else None
+
+
+def model_attributes(source: str) -> list[tuple[str, tuple[str, ...]]] | None:
+    """(attribute, classes) of each head of a trained linear-probe model at `source`, in the
+    order trained (None for any other model). A model saved before attributes existed has one,
+    called "category"."""
     folder = Path(source)
     metadata = read_metadata(folder) if folder.is_dir() else None
     if not metadata or metadata.get("method") != "probe":
         return None
-    return tuple(metadata.get("classes") or ()) or None
+    described = metadata.get("attributes")
+    if described:
+        return [(str(a["name"]), tuple(a["classes"])) for a in described]
+    classes = tuple(metadata.get("classes") or ())
+    return [("category", classes)] if classes else None
 
 
 def list_models(data_dir: str | Path) -> list[str]:
@@ -108,7 +123,7 @@ def save_trained_model(
     model: torch.nn.Module,
     processor: object,
     metadata: dict,
-    probe: tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None = None,
+    heads: TrainedHeads | None = None,
 ) -> None:
     """Write the model folder. Everything goes into a temporary folder beside it first, which
     then replaces any earlier model of that name whole (no files of the old one survive, e.g.
@@ -120,11 +135,9 @@ def save_trained_model(
     try:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)  # type: ignore[attr-defined]
-        if probe is not None:
-            classes, weight, bias = probe
-            tensors = {"weight": weight.contiguous(), "bias": bias.contiguous()}
-            save_file(tensors, staging / PROBE_FILE)
-            metadata = {**metadata, "classes": list(classes)}
+        if heads is not None:
+            save_file(_head_tensors(heads), staging / PROBE_FILE)
+            metadata = {**metadata, **_heads_metadata(heads)}
         saved = {**metadata, "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
         if metadata.get("classes"):
             template = str(metadata.get("template") or DEFAULT_TEMPLATES[0])
@@ -145,13 +158,56 @@ def save_trained_model(
         raise
 
 
-def load_probe(folder: str | Path) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None:
-    """The probe head saved in a model folder, if it has one."""
+def _heads_metadata(heads: TrainedHeads) -> dict:
+    """What cliplab.json says of the heads: every attribute with its classes, and the first
+    attribute's classes as `classes` (what a one-attribute model has always said)."""
+    described = [
+        {
+            "name": a.name,
+            "classes": list(a.classes),
+            "fused": a.fused,
+            "text_head": a.text_head is not None,
+        }
+        for a in heads.attributes
+    ]
+    return {"classes": list(heads.classes), "attributes": described}
+
+
+def _head_tensors(heads: TrainedHeads) -> dict[str, torch.Tensor]:
+    """probe.safetensors' tensors: "<i>.weight"/"<i>.bias" per attribute i, "<i>.text.*" for
+    its text head."""
+    tensors = {}
+    for i, attribute in enumerate(heads.attributes):
+        parts = [("", attribute.head), (".text", attribute.text_head)]
+        for suffix, head in parts:
+            if head is not None:
+                tensors[f"{i}{suffix}.weight"] = head.weight.contiguous()
+                tensors[f"{i}{suffix}.bias"] = head.bias.contiguous()
+    return tensors
+
+
+def load_heads(folder: str | Path) -> TrainedHeads | None:
+    """The probe heads saved in a model folder, if it has any (also those saved before models
+    had attributes: one head, "weight"/"bias", called "category")."""
     from safetensors.torch import load_file
+
+    from core.engine.probe import AttributeHead, ProbeHead, TrainedHeads
 
     metadata = read_metadata(folder)
     path = Path(folder) / PROBE_FILE
     if metadata is None or not path.is_file():
         return None
     tensors = load_file(path)
-    return tuple(metadata["classes"]), tensors["weight"], tensors["bias"]
+    described = metadata.get("attributes")
+    if not described:
+        head = ProbeHead(tuple(metadata["classes"]), tensors["weight"], tensors["bias"])
+        return TrainedHeads.single(head)
+    attributes = []
+    for i, about in enumerate(described):
+        classes = tuple(about["classes"])
+        head = ProbeHead(classes, tensors[f"{i}.weight"], tensors[f"{i}.bias"])
+        text_head = None
+        if about.get("text_head"):
+            text_head = ProbeHead(classes, tensors[f"{i}.text.weight"], tensors[f"{i}.text.bias"])
+        attributes.append(AttributeHead(str(about["name"]), head, text_head, bool(about["fused"])))
+    return TrainedHeads(tuple(attributes))

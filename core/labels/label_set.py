@@ -99,12 +99,15 @@ class LabelSet:
 
     `prompts` holds, per label, the text put into the templates instead of the label (a fuller
     description such as "Audi R8 Coupe 2012, a sports car"); "" or no prompts means the label.
+    `attribute` names the trained head that labels with this set, for a trained model's own
+    classes (its label column, e.g. "baseColour"); "" for a zero-shot set.
     """
 
     name: str
     labels: tuple[str, ...]
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     prompts: tuple[str, ...] = ()
+    attribute: str = ""
 
     @property
     def texts(self) -> tuple[str, ...]:
@@ -114,7 +117,10 @@ class LabelSet:
 
     @property
     def column_prefix(self) -> str:
-        """The set's name made safe for output column names (e.g. "Base colour" -> base_colour)."""
+        """The set's name made safe for output column names (e.g. "Base colour" -> base_colour);
+        a trained attribute keeps its column's own spelling (baseColour -> baseColour)."""
+        if self.attribute:
+            return re.sub(r"[^0-9A-Za-z]+", "_", self.attribute).strip("_") or "attribute"
         return re.sub(r"[^0-9a-z]+", "_", self.name.casefold()).strip("_") or "labels"
 
     def validated(self) -> LabelSet:
@@ -135,7 +141,8 @@ class LabelSet:
             raise LabelsError(f"Label set '{self.name}': {exc}") from exc
         cleaned_prompts = tuple(p for _, p in kept) if any(p for _, p in kept) else ()
         labels = tuple(label for label, _ in kept)
-        return LabelSet(self.name.strip() or "labels", labels, templates, cleaned_prompts)
+        name = self.name.strip() or "labels"
+        return LabelSet(name, labels, templates, cleaned_prompts, self.attribute)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -146,6 +153,8 @@ class LabelSet:
         }
         if self.prompts:
             data["prompts"] = list(self.prompts)
+        if self.attribute:
+            data["attribute"] = self.attribute
         return data
 
     @classmethod
@@ -156,4 +165,5 @@ class LabelSet:
             tuple(data["labels"]),  # type: ignore[arg-type]
             tuple(data["templates"]),  # type: ignore[arg-type]
             tuple(data.get("prompts") or ()),  # type: ignore[arg-type]
+            str(data.get("attribute") or ""),
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from core.engine.classifier import ClipClassifier
+from core.engine.probe import TrainedHeads
 from core.engine.trained_models import save_trained_model
 from core.training.data import TrainingExamples
 from core.training.tracker import RunTracker
@@ -65,5 +66,5 @@ class ProbeMethod:
             self.base.model.float(),
             self.base.processor,
             {**metadata, "probe_c": self.chosen_c},
-            probe=(head.classes, head.weight, head.bias),
+            heads=TrainedHeads.single(head),
         )
