@@ -15,10 +15,15 @@ from core.cli.predict import cmd_predict
 from core.cli.relabel import cmd_relabel
 from core.cli.search import cmd_search
 from core.embeddings.groups_file import DEFAULT_THRESHOLD
+from core.engine.fusion import DEFAULT_TEXT_WEIGHT, TEXT_MODES
+from core.training.attributes import DEFAULT_MIN_CLASS_COUNT, DEFAULT_TEXT_DROPOUT
 
 MODEL_HELP = "hub id, local folder or trained model name (default: CLIPLAB_MODEL)"
 JOB_HELP = "a job id (see `jobs`) or a job folder"
 JOB_MODEL_HELP = "the model (default: the one the job ran with)"
+TEXT_WEIGHT_HELP = (
+    f"weight of the text when fusing (0..1, default {DEFAULT_TEXT_WEIGHT}; README says why)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +62,13 @@ def add_predict_arguments(commands: argparse._SubParsersAction) -> None:
         'set\'s own templates, else "a photo of a {}.")',
     )
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    predict.add_argument(
+        "--text",
+        help="the product's title or description: shows image-only, text-only and fused labels",
+    )
+    predict.add_argument(
+        "--text-weight", type=float, default=DEFAULT_TEXT_WEIGHT, help=TEXT_WEIGHT_HELP
+    )
     predict.set_defaults(handler=cmd_predict)
 
 
@@ -84,6 +96,21 @@ def add_classify_arguments(commands: argparse._SubParsersAction) -> None:
     classify.add_argument(
         "--resume", action="store_true", help="continue an interrupted run of the same command"
     )
+    classify.add_argument(
+        "--text-column",
+        action="append",
+        help="column with product text (a title); repeat to join several, most useful first "
+        "(the text tower reads 77 tokens, so the end is cut first)",
+    )
+    classify.add_argument(
+        "--text-mode",
+        choices=TEXT_MODES,
+        help="label from the image, the text or both fused (default: both with --text-column, "
+        "else image)",
+    )
+    classify.add_argument(
+        "--text-weight", type=float, default=DEFAULT_TEXT_WEIGHT, help=TEXT_WEIGHT_HELP
+    )
     classify.set_defaults(handler=cmd_classify)
 
 
@@ -92,7 +119,29 @@ def add_finetune_arguments(commands: argparse._SubParsersAction) -> None:
     finetune = commands.add_parser("finetune", help="train a better model from labelled images")
     finetune.add_argument("--data", help="labelled CSV: image URL/path column and label column")
     finetune.add_argument("--image-column", help="column with image URLs or file paths")
-    finetune.add_argument("--label-column", help="column with the true labels")
+    finetune.add_argument(
+        "--label-column",
+        action="append",
+        help="column with the true labels; repeat to train one head per attribute (probe)",
+    )
+    finetune.add_argument(
+        "--text-column",
+        action="append",
+        help="product-text column(s) (a title) the probe reads beside the image; repeat to join",
+    )
+    finetune.add_argument(
+        "--min-class-count",
+        type=int,
+        default=DEFAULT_MIN_CLASS_COUNT,
+        help=f"classes with fewer examples are folded into 'other' ({DEFAULT_MIN_CLASS_COUNT})",
+    )
+    finetune.add_argument(
+        "--text-dropout",
+        type=float,
+        default=DEFAULT_TEXT_DROPOUT,
+        help="share of training examples whose text is hidden, so products without text still "
+        f"label well ({DEFAULT_TEXT_DROPOUT})",
+    )
     finetune.add_argument("--caption-column", help="optional caption/title column (contrastive)")
     finetune.add_argument("--method", choices=["probe", "contrastive"], default="probe")
     finetune.add_argument("--name", help="name of the trained model (saved under data/models/)")
