@@ -1,4 +1,6 @@
-"""Page "Single image": one image (URL or file) against candidate labels, top-5 chart and table."""
+"""Page "Single image": one image (URL or file) against candidate labels, top-5 chart and table;
+with a product title or description, image-only, text-only and fused top-5 side by side; with a
+model trained on several attributes, each attribute's top 5."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ from app_pages.widgets.images import SOURCE_EXAMPLE, image_input
 from app_pages.widgets.labels import saved_label_set
 from app_pages.widgets.model_picker import loaded_classifier
 from app_pages.widgets.prediction import show_prediction
+from app_pages.widgets.product_views import show_product_predictions
+from core.engine.fusion import DEFAULT_TEXT_WEIGHT
 from core.engine.probe import ClassMismatchError
+from core.engine.product_prediction import own_label_sets, predict_product
 from core.fetch.examples import example_categories, example_names
 from core.labels.label_set import (
     DEFAULT_TEMPLATES,
@@ -42,6 +47,30 @@ def typed_labels() -> LabelSet | None:
     return LabelSet("labels", tuple(labels), tuple(templates))
 
 
+def product_text_input() -> tuple[str, float]:
+    """The optional product title/description and, when given, the weight of the text."""
+    text = st.text_area(
+        "Product title / description (optional)",
+        key="single_text",
+        height=80,
+        placeholder="e.g. Men's leather chelsea boots, brown",
+        help="CLIP reads about 77 tokens of it (some 50 words): put the most telling words first.",
+    ).strip()
+    weight = DEFAULT_TEXT_WEIGHT
+    if text:
+        weight = st.slider(
+            "Weight of the text against the image",
+            0.0,
+            1.0,
+            DEFAULT_TEXT_WEIGHT,
+            0.05,
+            key="single_text_weight",
+            help="0 labels from the image alone, 1 from the text alone; in between, the two "
+            "sets of scores are averaged with this weight.",
+        )
+    return text, weight
+
+
 def try_an_example() -> None:
     """Fill the page with an example product and the categories that go with the examples."""
     st.session_state["single_source"] = SOURCE_EXAMPLE
@@ -67,18 +96,24 @@ with labels_column:
         st.session_state["single_model_seen"] = model_name  # a newly chosen model: its
         st.session_state["single_labels_source"] = sources[0]  # own classes come first
     source = st.radio("Labels", sources, horizontal=True, key="single_labels_source")
+    label_sets = None
     if source == OWN and own:
-        st.caption(f"{len(own)} classes this model was trained on: {', '.join(own)}")
-        label_set = LabelSet("labels", own)
+        label_sets = own_label_sets(classifier)
+        for name, classes in classifier.attributes:
+            named = f"{name}: " if len(label_sets) > 1 else ""
+            trained = f"{len(classes)} classes this model was trained on"
+            st.caption(f"{named}{trained}: {', '.join(classes)}")
     else:
         label_set = typed_labels() if source == TYPED else saved_label_set("single_saved_set")
+        label_sets = (label_set,) if label_set is not None else None
 with image_column:
     image, description = image_input("single")
+    text, text_weight = product_text_input()
 
 if classifier is None:
     st.info("No model is loaded yet: see the message in the sidebar, then choose a model.")
     st.stop()
-if label_set is None:
+if label_sets is None:
     st.stop()
 
 if image is None:
@@ -87,6 +122,16 @@ if image is None:
     st.stop()
 
 st.divider()
+if text or len(label_sets) > 1:
+    try:
+        answers = predict_product(classifier, image, label_sets, text, text_weight)
+    except ClassMismatchError as exc:
+        st.warning(str(exc))
+        st.stop()
+    st.image(image, caption=description, width=320)
+    show_product_predictions(answers, classifier, with_text=bool(text))
+    st.stop()
+label_set = label_sets[0]
 try:
     prediction = classifier.predict_one(
         image, label_set.labels, label_set.templates, prompts=label_set.prompts or None

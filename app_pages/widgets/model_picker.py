@@ -138,7 +138,13 @@ def show_loaded_model(classifier: ClipClassifier, replaced: bool) -> None:
     st.caption(
         f"{still} **{classifier.name}** on **{classifier.device.type}** ({precision} precision)."
     )
-    if classifier.classes:
+    if len(classifier.attributes) > 1:
+        described = "; ".join(
+            f"{name} ({len(classes)} classes)" for name, classes in classifier.attributes
+        )
+        reads = " and product text" if classifier.probe.uses_text else ""
+        st.caption(f"A linear probe on images{reads}, with one head per attribute: {described}.")
+    elif classifier.classes:
         st.caption(
             f"A linear probe with its own {len(classifier.classes)} classes: "
             f"{short_list(classifier.classes)}."

@@ -12,10 +12,13 @@ from PIL import Image
 
 from core.cli.common import CliError, label_sets, load_model, refuse_truncation_twins
 from core.config import Settings, load_settings
+from core.engine.fusion import single_product_text
 from core.engine.images import MAX_IMAGE_BYTES, ImageDecodeError, is_http_url, read_image_file
-from core.errors import clip_text
+from core.errors import UserError, clip_text
 
 if TYPE_CHECKING:
+    from core.engine.classifier import ClipClassifier
+    from core.engine.product_prediction import ProductPrediction
     from core.engine.scores import LabelScore
 
 
@@ -23,38 +26,85 @@ TABLE_LABEL_WIDTH = 48
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Classify one image against the labels and print the top-k."""
+    """Classify one image (and its product text, with --text) and print the top-k."""
     settings = load_settings()
     model_name = args.model or settings.model
     if args.labels and len(args.labels) > 1:
         raise CliError("predict takes one --labels; classify accepts several.")
-    label_set = label_sets(args.labels, args.template, settings, model_name)[0]
+    sets = label_sets(args.labels, args.template, settings, model_name)
     if args.top_k < 1:
         raise CliError("--top-k must be at least 1.")
+    text = (args.text or "").strip()
+    use = single_product_text(text, args.text_weight)
+    try:
+        use.checked()
+    except UserError as exc:
+        raise CliError(str(exc)) from None
     image = _load_image(args.image, settings)
     classifier = load_model(model_name, settings, preload=False)  # one forward pass reads them
-    refuse_truncation_twins(classifier, (label_set,))
-    prediction = classifier.predict_one(
-        image, label_set.labels, label_set.templates, prompts=label_set.prompts or None
-    )
-    ranked, seconds = prediction.top(args.top_k), prediction.seconds
+    refuse_truncation_twins(classifier, sets)
+    from core.engine.product_prediction import predict_product
+
+    answers = predict_product(classifier, image, sets, text, args.text_weight)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "image": args.image,
-                    "model": model_name,
-                    "device": str(classifier.device),
-                    "seconds": round(seconds, 4),
-                    "top": [{"label": item.label, "score": item.score} for item in ranked],
-                },
-                indent=2,
-            )
-        )
-    else:
-        print(f"{args.image}\nmodel {model_name} on {classifier.device}, {seconds:.2f} s\n")
-        print(_format_table(ranked))
+        print(json.dumps(_json_answer(args, model_name, classifier, answers, text), indent=2))
+        return 0
+    seconds = answers[-1].seconds
+    print(f"{args.image}\nmodel {model_name} on {classifier.device}, {seconds:.2f} s")
+    for answer in answers:
+        if len(answers) > 1:
+            print(f"\n== {answer.name} ==")
+        _print_answer(answer, args.top_k, text)
     return 0
+
+
+def _json_answer(
+    args: argparse.Namespace,
+    model_name: str,
+    classifier: ClipClassifier,
+    answers: list[ProductPrediction],
+    text: str,
+) -> dict:
+    """The --json document: the first set's (or attribute's) top-k as `top`, as always; with
+    text, each side's own top-k and what decided; with attributes, every attribute's."""
+
+    def top(ranked: list[LabelScore] | None) -> list[dict] | None:
+        if ranked is None:
+            return None
+        return [{"label": item.label, "score": item.score} for item in ranked[: args.top_k]]
+
+    def views(answer: ProductPrediction) -> dict:
+        found: dict = {"top": top(answer.ranked)}
+        if text:
+            found.update(
+                image_top=top(answer.image), text_top=top(answer.text), decided_by=answer.decided_by
+            )
+        return found
+
+    document = {
+        "image": args.image,
+        "model": model_name,
+        "device": str(classifier.device),
+        "seconds": round(answers[-1].seconds, 4),
+        **views(answers[0]),
+    }
+    if len(answers) > 1:
+        document["attributes"] = {answer.name: views(answer) for answer in answers}
+    return document
+
+
+def _print_answer(answer: ProductPrediction, k: int, text: str) -> None:
+    """One set's table; with text, the fused one and each side's own."""
+    if not text:
+        print()
+        print(_format_table(answer.ranked[:k]))
+        return
+    print(f"\nImage and text (decided by: {answer.decided_by})")
+    print(_format_table(answer.ranked[:k]))
+    print("\nImage only")
+    print(_format_table(answer.image[:k]))
+    print("\nText only")
+    print(_format_table(answer.text[:k]) if answer.text else "   (this model cannot read text)")
 
 
 def _load_image(source: str, settings: Settings) -> Image.Image:

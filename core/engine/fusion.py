@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from core.engine.classifier import ClipClassifier
 from core.errors import UserError
-from core.labels.label_set import LabelSet
+
+if TYPE_CHECKING:  # kept light: the command line's parser reads the modes from here
+    import torch
+
+    from core.engine.classifier import ClipClassifier
+    from core.labels.label_set import LabelSet
 
 TEXT_MODES = ("image", "text", "both")
 DEFAULT_TEXT_WEIGHT = 0.5
@@ -50,6 +53,14 @@ class TextUse:
         if self.mode != "image" and not self.columns:
             raise TextUseError(f"Text mode '{self.mode}' needs a product-text column.")
         return self
+
+
+def single_product_text(text: str, weight: float = DEFAULT_TEXT_WEIGHT) -> TextUse:
+    """How one product's text (a page's box, predict --text) is used: fused with the image
+    when there is any."""
+    if not text.strip():
+        return TextUse((), "image", weight)
+    return TextUse(("product text",), "both", weight)
 
 
 @dataclass(frozen=True)
