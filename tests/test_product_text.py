@@ -46,9 +46,13 @@ def test_each_distinct_text_runs_through_the_text_tower_once(fresh_classifier):
 
 def test_a_texts_embedding_does_not_depend_on_its_batch_mates(fresh_classifier, classifier):
     many = [f"product number {i}" for i in range(BATCH + 3)]
-    alone = fresh_classifier.encode_texts(["product number 5"])[0]
-    together = classifier.encode_texts(many)[5]
-    assert torch.equal(alone, together)
+    many += ["a much longer title " * (i + 1) for i in range(BATCH)]
+    alone = fresh_classifier.encode_texts(["product number 5", "a much longer title " * 3])
+    together = classifier.encode_texts(many)
+    assert torch.equal(alone[0], together[5])
+    assert torch.equal(alone[1], together[BATCH + 3 + 2])
+    cut = classifier.encode_texts(["word " * 500])  # cut to the tower's length, not an error
+    assert cut.shape == (1, classifier.embedding_dim)
 
 
 def _scorer(joint: bool = False, text: bool = True) -> SetScorer:

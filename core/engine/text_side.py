@@ -63,7 +63,9 @@ class TextSide:
         self._lock = threading.Lock()
         self._digest: str | None = None
         self._this_thread = threading.local()  # per call: did encode_labels run the text tower?
-        self.product_texts = ProductTexts(self._encode_full_length)
+        self.product_texts = ProductTexts(
+            self._encode_padded, self._token_counts, self.max_tokens
+        )
 
     def tokenize(self, texts: Sequence[str], tensors: bool = False) -> Any:
         """Token ids cut to the text tower's own positions (`max_position_embeddings`), whatever
@@ -160,16 +162,17 @@ class TextSide:
             self.encoder_calls += 1
         return torch.cat(rows)
 
+    def _token_counts(self, texts: list[str]) -> list[int]:
+        """How many tokens of each text the text tower reads."""
+        return [len(ids) for ids in self.tokenize(texts)["input_ids"]]
+
     @torch.inference_mode()
-    def _encode_full_length(self, texts: list[str]) -> torch.Tensor:
-        """L2-normalised embeddings of texts each padded to the tower's full length (fixed
-        shapes: see core/engine/product_text.py), under the text tower's lock."""
+    def _encode_padded(self, texts: list[str], length: int) -> torch.Tensor:
+        """L2-normalised embeddings of texts each padded (or cut) to `length` tokens (shapes
+        that depend on the texts alone: see core/engine/product_text.py), under the text
+        tower's lock."""
         tokens = self.tokenizer(
-            texts,
-            padding="max_length",
-            truncation=True,
-            max_length=self.max_tokens,
-            return_tensors="pt",
+            texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt"
         ).to(self.device)
         with self._lock:
             features = self.model.get_text_features(**tokens).pooler_output
