@@ -144,3 +144,15 @@ def test_heads_of_several_attributes_save_reload_and_score_by_attribute(
         assert colour.text(image).shape == (3, 2)
     finally:
         classifier.probe = None
+
+
+def test_accuracy_by_weight_spans_image_alone_to_text_alone():
+    from core.engine.fusion import accuracy_by_weight
+
+    image = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    text = torch.tensor([[0.3, 0.7], [0.1, 0.9], [0.4, 0.6]])
+    truth = torch.tensor([0, 1, 1])
+    curve = dict(accuracy_by_weight(image, text, truth))
+    assert curve[0.0] == pytest.approx(2 / 3)  # the image alone misses row 2
+    assert curve[1.0] == pytest.approx(2 / 3)  # the text alone misses row 1
+    assert curve[0.5] == pytest.approx(1.0)  # together: all three

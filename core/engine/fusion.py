@@ -154,3 +154,22 @@ def decided_by(
     if winner in (image_top, text_top):
         return IMAGE if winner == image_top else TEXT
     return IMAGE if image[winner] >= text[winner] else TEXT
+
+
+WEIGHT_STEPS = tuple(i / 10 for i in range(11))
+
+
+def accuracy_by_weight(
+    image_probs: torch.Tensor,
+    text_probs: torch.Tensor,
+    truth: torch.Tensor,
+    weights: tuple[float, ...] = WEIGHT_STEPS,
+) -> list[tuple[float, float]]:
+    """Accuracy of late fusion at each text weight, on rows whose true class index is `truth`:
+    how a user finds the weight that suits their catalogue (0 is the image alone, 1 the
+    text alone)."""
+    found = []
+    for weight in weights:
+        fused = (1.0 - weight) * image_probs + weight * text_probs
+        found.append((weight, float((fused.argmax(-1) == truth).float().mean())))
+    return found
