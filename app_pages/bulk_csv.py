@@ -21,6 +21,7 @@ from app_pages.bulk.running import (
     resume_button,
     show_running_elsewhere,
 )
+from app_pages.bulk.text_choice import describe_text_use, product_text_choice
 from app_pages.widgets.model_picker import require_classifier
 from core.bulk.csv_input import CsvInputError, inspect_csv, preview
 from core.bulk.jobs import JobFolder, JobSpec, default_batch_size, running_elsewhere
@@ -47,6 +48,8 @@ def configure_and_start(folder: JobFolder) -> None:
     st.subheader("Categories")
     classifier = require_classifier()
     label_sets = job_label_sets(classifier, "bulk_sets")
+    st.subheader("Product text")
+    text = product_text_choice(info, url_column, classifier, f"bulk_text_columns_{folder.id}")
     with st.expander("Settings"):
         top_k = st.number_input("Labels kept per row (top_categories)", 1, 20, 5, key="bulk_top_k")
         batch_size = st.number_input(
@@ -58,7 +61,8 @@ def configure_and_start(folder: JobFolder) -> None:
             help="Default for this device: 16 on a CPU (measured fastest there), 32 on a GPU.",
         )
         workers = st.number_input("Parallel downloads", 1, 64, 16, key="bulk_workers")
-    if st.button("Start labelling", type="primary", disabled=label_sets is None, key="bulk_start"):
+    unusable = label_sets is None or text is None
+    if st.button("Start labelling", type="primary", disabled=unusable, key="bulk_start"):
         spec = JobSpec(
             input_csv=str(folder.input_path),
             url_column=url_column,
@@ -67,6 +71,9 @@ def configure_and_start(folder: JobFolder) -> None:
             top_k=int(top_k),
             batch_size=int(batch_size),
             workers=int(workers),
+            text_columns=text.columns,
+            text_mode=text.mode,
+            text_weight=text.weight,
         ).with_input_fingerprint()
         folder.write_spec(spec)
         background_jobs().start(folder, classifier, job_fetch_options(classifier))
@@ -78,7 +85,10 @@ def show_job(folder: JobFolder) -> None:
     tools on its kept image embeddings: re-label, search, map, near-duplicates."""
     spec, state = folder.spec(), folder.state()
     names = ", ".join(f"{s.name} ({len(s.labels)})" for s in spec.label_sets)
-    st.caption(f"Job {folder.id} · URL column '{spec.url_column}' · label sets: {names}")
+    st.caption(
+        f"Job {folder.id} · URL column '{spec.url_column}' · label sets: {names}"
+        f"{describe_text_use(spec)}"
+    )
     if background_jobs().is_running(folder):
         live_progress(folder)
         return

@@ -10,6 +10,7 @@ import streamlit as st
 
 from app_pages.bulk.review_panel import forget_review_edits, show_review_and_downloads
 from app_pages.bulk.running import job_classifier, job_fetch_options
+from app_pages.bulk.text_choice import show_decided_by
 from app_pages.bulk.tool_state import show_more_like
 from core.bulk.columns import SetColumns, result_columns
 from core.bulk.jobs import JobFolder, JobSpec
@@ -43,6 +44,8 @@ def show_results(folder: JobFolder, spec: JobSpec) -> None:
         for index, (tab, columns) in enumerate(zip(tabs, sets, strict=True)):
             with tab:
                 show_charts(results, columns, index)
+    if spec.text_use.active:
+        show_decided_by(results, spec)
     show_gallery(folder, spec, results)
     show_failures(folder, spec, results)
     show_review_and_downloads(folder, spec, results)
@@ -143,11 +146,19 @@ def bar_chart(counts: pd.Series, axis: str, title: str, key: str) -> None:
 
 
 def show_failures(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> None:
-    """Failed rows grouped by what went wrong, and a second try of just those rows."""
+    """Failed rows grouped by what went wrong, and a second try of just those rows (with
+    product text: the rows whose image failed, some perhaps labelled from their text)."""
     summary = error_summary(results, spec.url_column)
     if summary.empty:
         return
-    st.subheader(f"Failed rows ({int(summary['rows'].sum()):,})")
+    if spec.text_use.active:
+        st.subheader(f"Rows whose image failed ({int(summary['rows'].sum()):,})")
+        st.caption(
+            "A row with product text is labelled from its text when its image fails, and keeps "
+            "the image's error; a retry fetches the images again."
+        )
+    else:
+        st.subheader(f"Failed rows ({int(summary['rows'].sum()):,})")
     st.dataframe(
         summary,
         hide_index=True,
@@ -167,7 +178,8 @@ def show_failures(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> No
         finally:
             fetcher.close()
         forget_review_edits(folder)
-        st.toast(f"{outcome.fixed:,} of {outcome.retried:,} failed rows are labelled now.")
+        now = "have their image" if spec.text_use.active else "are labelled"
+        st.toast(f"{outcome.fixed:,} of {outcome.retried:,} failed rows {now} now.")
         st.rerun()
 
 

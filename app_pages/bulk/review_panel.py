@@ -6,16 +6,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.bulk.columns import SetColumns, result_columns
+from core.bulk.columns import TEXT_COLUMNS, SetColumns, result_columns
 from core.bulk.jobs import JobFolder, JobSpec
 from core.bulk.review import (
-    FIRST_SET,
     csv_bytes,
     for_display,
     load_all_corrections,
     load_corrections,
     merge_corrections,
     parquet_bytes,
+    review_corrections,
     review_queue,
     save_corrections,
     thumbnail_source,
@@ -50,12 +50,15 @@ def review_grid(
             "needs_review": (queue["confidence"] < threshold).tolist(),
         }
     )
+    sides = list(TEXT_COLUMNS[:2]) if index == 0 and spec.text_use.active else []
+    for column in sides:  # what the image and the text alone said (the first set's)
+        view.insert(len(view.columns) - 2, column, results[column].iloc[rows].tolist())
     suffix = "" if index == 0 else f"_{index}"
     edited = st.data_editor(
         view,
         key=f"review_{folder.id}{suffix}",
         hide_index=True,
-        disabled=["row", "image", "model_category", "confidence", "needs_review"],
+        disabled=["row", "image", "model_category", *sides, "confidence", "needs_review"],
         column_config={
             "image": st.column_config.ImageColumn("image"),
             "category": st.column_config.SelectboxColumn(
@@ -92,12 +95,10 @@ def show_review_and_downloads(folder: JobFolder, spec: JobSpec, results: pd.Data
         for index, (tab, chosen) in enumerate(zip(tabs, sets, strict=True)):
             with tab:
                 review_grid(folder, spec, results, chosen, threshold, limit, index)
-    everything = load_all_corrections(folder)
-    corrections = everything.pop(FIRST_SET, {})
-    st.caption(
-        f"{plural(sum(map(len, [corrections, *everything.values()])), 'row')} corrected by hand."
-    )
-    labelled = with_review(results, corrections, threshold, everything)
+    corrected = sum(map(len, load_all_corrections(folder).values()))
+    st.caption(f"{plural(corrected, 'row')} corrected by hand.")
+    first, further = review_corrections(folder, spec.label_sets)
+    labelled = with_review(results, first, threshold, further)
     st.dataframe(for_display(labelled), hide_index=True, height=300)
     stem = f"{folder.id}-labelled"
     downloads = [

@@ -5,7 +5,9 @@ carry every original column unchanged. Nothing here holds the whole file in memo
 
 Files come from spreadsheets of every kind, so the encoding and separator are detected: UTF-8
 with or without BOM, UTF-16 (by its BOM), else Latin-1 (which reads any byte, so a non-UTF-8
-file from an old spreadsheet still opens); comma, semicolon, tab or pipe separated.
+file from an old spreadsheet still opens); comma, semicolon, tab or pipe separated. Product
+text is another matter: a title in an unknown encoding read as Latin-1 would be labelled from
+garbled words, so a job that reads product text refuses a file that is not UTF-8 (or UTF-16).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -194,6 +196,30 @@ def inspect_csv(path: str | Path, described_as: str | None = None) -> CsvInfo:
     if rows == 0:
         raise CsvInputError(f"{what} has a header but no rows.")
     return CsvInfo(path, [str(c) for c in head.columns], rows, detect_url_column(head), fmt)
+
+
+def check_text_columns(
+    info: CsvInfo, url_column: str, text_columns: Sequence[str], described_as: str = "the input"
+) -> None:
+    """CsvInputError (one sentence) unless every product-text column is one of the input's
+    columns, none is the image column, and the file's text can be read for sure (UTF-8 or
+    UTF-16, not the Latin-1 guess)."""
+    for column in text_columns:
+        if column not in info.columns:
+            raise CsvInputError(
+                f"Column '{column}' is not in {described_as}; its columns are: "
+                f"{', '.join(info.columns)}."
+            )
+        if column == url_column:
+            raise CsvInputError(
+                f"Column '{column}' holds the images, so it cannot be the product text too; "
+                "choose a column of titles or descriptions."
+            )
+    if text_columns and info.format.encoding == "latin-1":
+        raise CsvInputError(
+            f"The product text in {described_as} is not UTF-8, so it could be misread; save the "
+            "file as a UTF-8 CSV and try again."
+        )
 
 
 def iter_rows(path: str | Path, skip: int = 0, chunk_rows: int = 1000) -> Iterator[dict[str, str]]:

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from core.engine.fusion import DEFAULT_TEXT_WEIGHT, TextUse
 from core.labels.label_set import LabelSet
 from core.storage import atomic_write_json, read_json
 
@@ -62,6 +63,9 @@ class JobSpec:
     batch_size: int = CPU_BATCH_SIZE
     workers: int = 16
     input_size: int = 0
+    text_columns: tuple[str, ...] = ()  # product text, joined in this order (none: image only)
+    text_mode: str = "image"  # image, text or both (core/engine/fusion.py)
+    text_weight: float = DEFAULT_TEXT_WEIGHT
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -73,7 +77,13 @@ class JobSpec:
     def from_dict(cls, data: dict) -> JobSpec:
         """Inverse of to_dict."""
         sets = tuple(LabelSet.from_dict(s) for s in data["label_sets"])
-        return cls(**{**data, "label_sets": sets})
+        text_columns = tuple(str(c) for c in data.get("text_columns") or ())
+        return cls(**{**data, "label_sets": sets, "text_columns": text_columns})
+
+    @property
+    def text_use(self) -> TextUse:
+        """How the job uses product text (inactive without text columns)."""
+        return TextUse(self.text_columns, self.text_mode, self.text_weight)
 
     def with_input_fingerprint(self) -> JobSpec:
         """This spec with the input file's size recorded (a resume checks it is unchanged)."""

@@ -11,7 +11,9 @@ all its columns; a failed row has an empty category and a human-readable `error`
 
 Progress is saved with the results, so an interrupted job resumes after its last complete row.
 The model always runs on full (padded) batches, which makes each row's scores independent of
-its batch-mates: a resumed job's output is identical to an uninterrupted run's.
+its batch-mates: a resumed job's output is identical to an uninterrupted run's. A job with
+product text decides each row from its image's scores and its own text as the row is written
+(core/bulk/row_labels.py); texts, too, are encoded in fixed-shape batches.
 """
 
 from __future__ import annotations
@@ -23,18 +25,24 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.bulk.columns import output_header, ranked_rows, set_columns
-from core.bulk.csv_input import CsvInfo, CsvInputError, inspect_csv, iter_rows
+from core.bulk.columns import OutputLayout, ranked_rows
+from core.bulk.csv_input import CsvInfo, CsvInputError, check_text_columns, inspect_csv, iter_rows
 from core.bulk.jobs import JobFolder, JobSpec, JobState
 from core.bulk.memory import limit_allocator_retention
 from core.bulk.results_file import ResultsFile
-from core.bulk.row_window import RowWindow
+from core.bulk.row_labels import RowLabeller, job_scorers
+from core.bulk.row_window import RowWindow, Task
 from core.embeddings.store import ModelIdentity
 from core.engine.classifier import ClipClassifier
+from core.engine.fusion import SetScorer, check_text_model
 from core.engine.image_side import Prepared
 from core.engine.text_side import label_texts
 from core.fetch.download import ImageFetcher
+
+if TYPE_CHECKING:
+    import torch
 
 PHASE_LABELLING = "Fetching and labelling images"
 _SAVE_EVERY_SECONDS = 1.0
@@ -82,6 +90,7 @@ class BulkJob:
     def run(self, resume: bool = False) -> JobState:
         """Process the rows not yet done; returns the final state (also saved in the folder)."""
         info = check_input(self.spec)
+        check_text_model(self.classifier, self.spec.text_use)
         limit_allocator_retention()
         previous = self.folder.state() if resume else None
         if previous is not None and previous.status == "finished":
@@ -89,13 +98,13 @@ class BulkJob:
         state = previous or JobState(rows_total=info.rows)
         state.status, state.message, state.rows_total = "running", "Starting", info.rows
         state.pid = os.getpid()
-        header = output_header(info.columns, self.spec.label_sets)
+        layout = OutputLayout(self.spec.label_sets, self.spec.text_use.active)
+        header = layout.header(info.columns)
         kept = [c for c in info.columns if c in header]
-        n_sets = len(set_columns(self.spec.label_sets))
         model = ModelIdentity(
             self.classifier.name, self.classifier.vision_digest, self.classifier.embedding_dim
         )
-        with ResultsFile(self.folder, state, header, kept, n_sets, model) as results:
+        with ResultsFile(self.folder, state, header, kept, layout, model) as results:
             results.save()  # the page shows the job's size and phase at once
             try:
                 self._process(results)
@@ -118,6 +127,7 @@ class BulkJob:
             window = RowWindow(rows, self.spec.url_column, self.window_size, pool, self._download)
             window.fill()  # downloads start while labels encode
             scorers = self._scorers(results)
+            labeller = RowLabeller(self.classifier, scorers, self.spec.text_use, self.spec.top_k)
             state.message = PHASE_LABELLING
             results.save()
             while not self.stop.is_set():
@@ -125,11 +135,10 @@ class BulkJob:
                 if not len(window):
                     break
                 self._encode_ready(window, scorers)
-                written = 0
-                for row in window.pop_finished():
-                    results.write(row)
-                    written += 1
-                if written:
+                finished = list(window.pop_finished())
+                for row, result in zip(finished, labeller.label(finished), strict=True):
+                    results.write(row.values, result)
+                if written := len(finished):
                     done_this_run += written
                     self._report(state, done_this_run / max(time.monotonic() - started, 1e-9))
                 else:
@@ -156,8 +165,8 @@ class BulkJob:
                 )
             )
 
-    def _scorers(self, results: ResultsFile) -> list:
-        """One scoring function per label set; says so first when category texts must be
+    def _scorers(self, results: ResultsFile) -> list[SetScorer]:
+        """The scoring functions of each label set; says so first when category texts must be
         encoded (the text tower runs only for sets not cached in memory or on disk)."""
         sets = self.spec.label_sets
         to_encode = [
@@ -174,7 +183,7 @@ class BulkJob:
                 f"Encoding {count:,} categories (once; later jobs read them from disk)"
             )
             results.save()
-        return [self.classifier.scorer(s.labels, s.templates, s.prompts or None) for s in sets]
+        return job_scorers(self.classifier, sets)
 
     def _download(self, url: str) -> tuple[Prepared | None, str | None]:
         """In a worker thread: fetch, decode and preprocess one image. Whatever goes wrong
@@ -189,7 +198,7 @@ class BulkJob:
             self.folder.log_exception(f"row with image {url[:300]!r}", exc)
             return None, f"internal error: {type(exc).__name__}"
 
-    def _encode_ready(self, window: RowWindow, scorers: list) -> None:
+    def _encode_ready(self, window: RowWindow, scorers: list[SetScorer]) -> None:
         """Encode full batches of ready images, or a partial one when no more can arrive."""
         batch_size = self.spec.batch_size
         while True:
@@ -202,15 +211,28 @@ class BulkJob:
             embeddings = self.classifier.encode_pixels(
                 self.classifier.pixels([task.prepared for task in batch]), pad_to=batch_size
             )
-            ranked = [
-                ranked_rows(score(embeddings), s.labels, self.spec.top_k)
-                for score, s in zip(scorers, self.spec.label_sets, strict=True)
-            ]
-            for i, task in enumerate(batch):
-                task.outputs = [per_set[i] for per_set in ranked]
-                task.prepared = None
-                task.embedding = embeddings[i].numpy()
+            self._keep_scores(batch, embeddings, scorers)
 
+    def _keep_scores(
+        self, batch: list[Task], embeddings: torch.Tensor, scorers: list[SetScorer]
+    ) -> None:
+        """Each encoded image's embedding and, per label set, its top-k (a job with product
+        text: its probabilities, each row that shares the image being decided with its own
+        text when written)."""
+        probs = [scorer.image(embeddings) for scorer in scorers]
+        with_text = self.spec.text_use.active
+        ranked = [
+            ranked_rows(p, scorer.labels, self.spec.top_k)
+            for p, scorer in zip(probs, scorers, strict=True)
+            if not with_text
+        ]
+        for i, task in enumerate(batch):
+            if with_text:
+                task.probs = [p[i] for p in probs]
+            else:
+                task.outputs = [per_set[i] for per_set in ranked]
+            task.prepared = None
+            task.embedding = embeddings[i].numpy()
 
 
 def _lower_thread_priority() -> None:
@@ -236,13 +258,16 @@ def _lower_thread_priority() -> None:
 
 
 def check_input(spec: JobSpec) -> CsvInfo:
-    """The input's description, or CsvInputError when the job cannot run on it."""
+    """The input's description, or a UserError (one sentence) when the job cannot run on it:
+    a column that is not in it, product text that cannot be read or used."""
     info = inspect_csv(spec.input_csv)
     if spec.url_column not in info.columns:
         raise CsvInputError(
             f"Column '{spec.url_column}' is not in the input; its columns are: "
             f"{', '.join(info.columns)}."
         )
+    check_text_columns(info, spec.url_column, spec.text_columns)
+    spec.text_use.checked()
     if spec.input_size and Path(spec.input_csv).stat().st_size != spec.input_size:
         raise CsvInputError(
             f"Input file '{spec.input_csv}' has changed since the job started; start a new job "

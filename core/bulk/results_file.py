@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import csv
 
-from core.bulk.columns import check_results_header, output_cells
+from core.bulk.columns import OutputLayout, check_results_header
 from core.bulk.jobs import JobFolder, JobState
 from core.bulk.memory import release_free_memory
-from core.bulk.row_window import Row
+from core.bulk.row_labels import RowOutput
 from core.embeddings.store import EmbeddingWriter, ModelIdentity
 
 
@@ -22,13 +22,13 @@ class ResultsFile:
         state: JobState,
         header: list[str],
         kept: list[str],
-        n_sets: int,
+        layout: OutputLayout,
         model: ModelIdentity | None = None,
     ) -> None:
         """Open `folder`'s results for `state`: `kept` input columns are copied into each row,
-        followed by the outputs of the first label set and of `n_sets` further ones. With
-        `model`, each row's image embedding is stored beside them (core/embeddings/)."""
-        self.folder, self.state, self.kept, self.n_set_columns = folder, state, kept, n_sets
+        followed by its outputs as `layout` places them. With `model`, each row's image
+        embedding is stored beside them (core/embeddings/)."""
+        self.folder, self.state, self.kept, self.layout = folder, state, kept, layout
         self._handle = self._open(header)
         self._writer = csv.writer(self._handle)
         self._embeddings = (
@@ -57,14 +57,15 @@ class ResultsFile:
         handle.seek(state.results_bytes)
         return handle
 
-    def write(self, row: Row) -> None:
-        """Append one finished row: its kept input cells, then its outputs."""
-        task = row.task
-        outputs = output_cells(task.outputs, task.error, self.n_set_columns)
-        self._writer.writerow([row.values.get(c, "") for c in self.kept] + outputs)
+    def write(self, values: dict[str, str], result: RowOutput) -> None:
+        """Append one finished row: its kept input cells, then its outputs. A row counts as
+        failed when it has no category (a row labelled from its text keeps its image's error
+        but is not failed)."""
+        outputs = self.layout.cells(result.outputs, result.error, result.sides)
+        self._writer.writerow([values.get(c, "") for c in self.kept] + outputs)
         if self._embeddings is not None:
-            self._embeddings.append(task.embedding if task.error is None else None)
-        self.state.rows_failed += task.error is not None
+            self._embeddings.append(result.embedding)
+        self.state.rows_failed += not result.labelled
         self.state.rows_done += 1
 
     def save(self) -> None:

@@ -13,8 +13,10 @@ import json
 
 import pandas as pd
 
+from core.bulk.columns import first_set_column
 from core.bulk.jobs import JobFolder
 from core.engine.images import is_http_url
+from core.labels.label_set import LabelSet
 from core.spreadsheet_safety import neutralise_frame
 from core.storage import atomic_write_json, read_json
 
@@ -37,6 +39,12 @@ def confidence_values(results: pd.DataFrame, column: str = "confidence") -> pd.S
 
 
 FIRST_SET = "predicted_category"
+
+
+def unlabelled_rows(results: pd.DataFrame) -> int:
+    """Rows without a category: the failed rows (a row that its product text labelled when
+    its image failed is not one)."""
+    return int((results[FIRST_SET] == "").sum())
 
 
 def load_all_corrections(folder: JobFolder) -> dict[str, dict[int, str]]:
@@ -70,6 +78,20 @@ def save_corrections(
         if rows
     }
     atomic_write_json(folder.path / REVIEW_FILE, {"sets": sets})
+
+
+def review_corrections(
+    folder: JobFolder, label_sets: tuple[LabelSet, ...]
+) -> tuple[dict[int, str], dict[str, dict[int, str]]]:
+    """The first label set's corrections, and the other sets' by category column, as
+    with_review takes them; for a trained model's attributes, the first attribute's own column
+    (which repeats predicted_category) takes the first set's corrections too."""
+    further = load_all_corrections(folder)
+    first = further.pop(FIRST_SET, {})
+    repeated = first_set_column(label_sets)
+    if repeated is not None and first:
+        further[repeated] = first
+    return first, further
 
 
 def merge_corrections(

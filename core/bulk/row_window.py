@@ -13,11 +13,15 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.bulk.columns import Ranked
 from core.engine.image_side import Prepared
+
+if TYPE_CHECKING:
+    import torch
 
 _RECENT_URLS = 20_000
 
@@ -25,9 +29,11 @@ Download = Callable[[str], tuple[Prepared | None, str | None]]
 
 
 class Task:
-    """One unique URL: its download+preprocess future, then its per-set top-k once encoded."""
+    """One unique URL: its download+preprocess future, then, once encoded, its per-set top-k
+    (a job without product text) or its per-set probabilities (a job with text: each row that
+    shares the URL is decided with its own text, core/bulk/row_labels.py)."""
 
-    __slots__ = ("url", "future", "prepared", "error", "outputs", "embedding")
+    __slots__ = ("url", "future", "prepared", "error", "outputs", "probs", "embedding")
 
     def __init__(self, url: str, future: Future | None = None) -> None:
         self.url = url
@@ -35,6 +41,7 @@ class Task:
         self.prepared: Prepared | None = None
         self.error: str | None = None
         self.outputs: list[Ranked] | None = None
+        self.probs: list[torch.Tensor] | None = None  # one row of probabilities per label set
         self.embedding: np.ndarray | None = None  # the image's embedding, once encoded
 
     def collect(self) -> None:
@@ -48,14 +55,18 @@ class Task:
         return self.future is not None and not self.future.done()
 
     @property
+    def encoded(self) -> bool:
+        return self.outputs is not None or self.probs is not None
+
+    @property
     def finished(self) -> bool:
         self.collect()
-        return self.future is None and (self.error is not None or self.outputs is not None)
+        return self.future is None and (self.error is not None or self.encoded)
 
     @property
     def ready(self) -> bool:
         self.collect()
-        return self.future is None and self.prepared is not None and self.outputs is None
+        return self.future is None and self.prepared is not None and not self.encoded
 
 
 @dataclass

@@ -34,7 +34,9 @@ from core.bulk.review import (
     confidence_values,
     load_all_corrections,
     load_results,
+    review_corrections,
     save_corrections,
+    unlabelled_rows,
     with_review,
 )
 from core.embeddings.store import NoEmbeddingsError, read_meta
@@ -139,7 +141,7 @@ def _numbered(job: JobFolder, path: Path) -> Version:
     """A version folder as a Version; one made by the command line is finished first."""
     if not (path / VERSION_FILE).is_file():
         results = load_results(JobFolder(path))
-        _finish(job, path, len(results), int((results["error"] != "").sum()))
+        _finish(job, path, len(results), unlabelled_rows(results))
     info: dict = read_json(path / VERSION_FILE)  # type: ignore[assignment]
     return Version(
         number=int(path.name),
@@ -243,9 +245,8 @@ def load_version(version: Version) -> pd.DataFrame:
 def reviewed_version(version: Version, threshold: float) -> pd.DataFrame:
     """A version's results with its corrections applied, as the job's download has them
     (`label_source` and `needs_review` below `threshold`)."""
-    corrections = load_all_corrections(version.folder)
-    first = corrections.pop(FIRST_SET, {})
-    return with_review(load_version(version), first, threshold, corrections)
+    first, further = review_corrections(version.folder, version.label_sets)
+    return with_review(load_version(version), first, threshold, further)
 
 
 @dataclass(frozen=True)

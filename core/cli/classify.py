@@ -6,13 +6,15 @@ row of a CSV of image URLs or paths, or every image under a folder, as a job fol
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.bulk.csv_input import inspect_csv
+from core.bulk.csv_input import check_text_columns, inspect_csv
 from core.bulk.jobs import (
     JobFolder,
     JobSpec,
@@ -29,6 +31,7 @@ from core.cli.common import (
     refuse_truncation_twins,
 )
 from core.config import Settings, load_settings
+from core.engine.fusion import TextUse, check_text_model
 from core.errors import plural
 from core.spreadsheet_safety import copy_csv_neutralised
 
@@ -44,11 +47,15 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if (args.batch_size is not None and args.batch_size < 1) or args.workers < 1 or args.top_k < 1:
         raise CliError("--batch-size, --workers and --top-k must be at least 1.")
     source, output = Path(args.input), Path(args.output)
+    text = _text_use(args)
     folder = _cli_job_folder(settings, source, output)
     if source.is_dir():
+        if text.active:
+            raise CliError("--text-column applies to a CSV input; a folder's images have no text.")
         input_csv, url_column, skipped = _folder_input(source, folder, args)
     else:
-        input_csv, url_column, skipped = source, _url_column(source, args.url_column), 0
+        url_column = _url_column(source, args.url_column, text.columns)
+        input_csv, skipped = source, 0
     spec = JobSpec(
         input_csv=str(input_csv.resolve()),
         url_column=url_column,
@@ -57,10 +64,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         batch_size=args.batch_size or _default_batch_size(settings),
         workers=args.workers,
+        text_columns=text.columns,
+        text_mode=text.mode,
+        text_weight=text.weight,
     ).with_input_fingerprint()
-    spec = _spec_to_run(folder, spec, args)
-    classifier = load_model(spec.model, settings)
+    classifier = load_model(spec.model, settings)  # refusals come before the job is made
     refuse_truncation_twins(classifier, spec.label_sets)
+    check_text_model(classifier, text)
+    spec = _spec_to_run(folder, spec, args)
     started = time.perf_counter()
     state = _run_bulk_job(folder, classifier, settings, args.resume)
     copy_csv_neutralised(folder.results_path, output)
@@ -68,7 +79,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
     skipped_note = f"; {skipped} files that are not images skipped" if skipped else ""
     done = f"{plural(state.rows_done, 'row')} ({state.rows_failed:,} failed)"
     print(f"Labelled {done} in {seconds:.1f} s -> {output}{skipped_note}", file=sys.stderr)
+    if spec.text_use.active:
+        print(_decided_note(folder), file=sys.stderr)
     return 0
+
+
+def _decided_note(folder: JobFolder) -> str:
+    """One line on what decided the rows of a job with product text (its first label set)."""
+    with open(folder.results_path, encoding="utf-8", newline="") as handle:
+        counts = Counter(row["decided_by"] for row in csv.DictReader(handle))
+    return (
+        f"Image and text agreed on {plural(counts['both agree'], 'row')}; the image decided "
+        f"{counts['image']:,}, the text {counts['text']:,}."
+    )
 
 
 def _default_batch_size(settings: Settings) -> int:
@@ -93,8 +116,22 @@ def _same_job(old: JobSpec, new: JobSpec, batch_size_chosen: bool) -> bool:
     return strip(old) == strip(new)
 
 
-def _url_column(input_csv: Path, chosen: str | None) -> str:
-    """The CSV's column of image URLs or paths: --url-column, else detected."""
+def _text_use(args: argparse.Namespace) -> TextUse:
+    """--text-column (each once, in the order given), --text-mode (default: both with text
+    columns, else image) and --text-weight, checked."""
+    columns = tuple(dict.fromkeys(args.text_column or ()))
+    mode = args.text_mode or ("both" if columns else "image")
+    if mode != "image" and not columns:
+        raise CliError(
+            f"--text-mode {mode} needs --text-column: the column with each product's title or "
+            "description."
+        )
+    return TextUse(columns, mode, args.text_weight).checked()
+
+
+def _url_column(input_csv: Path, chosen: str | None, text_columns: tuple[str, ...] = ()) -> str:
+    """The CSV's column of image URLs or paths: --url-column, else detected; the product text
+    columns must be other columns of it, in a file whose text can be read for sure."""
     info = inspect_csv(input_csv)
     url_column = chosen or info.url_column
     if url_column is None:
@@ -106,6 +143,7 @@ def _url_column(input_csv: Path, chosen: str | None) -> str:
         raise CliError(
             f"Column '{url_column}' is not in '{input_csv}' (columns: {', '.join(info.columns)})."
         )
+    check_text_columns(info, url_column, text_columns, f"'{input_csv}'")
     return url_column
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from core.bulk.jobs import JobFolder, find_job
 from core.config import Settings
-from core.engine.trained_models import model_classes, resolve_model
+from core.engine.trained_models import model_attributes, resolve_model
 from core.errors import UserError, short_list
 from core.labels.label_set import LabelSet
 from core.labels.store import LabelStore, resolve_label_set
@@ -59,8 +59,20 @@ def label_sets(
     sources: list[str] | None, templates: list[str] | None, settings: Settings, model: str
 ) -> tuple[LabelSet, ...]:
     """One label set per --labels (a label file, or a saved set's name). A trained linear-probe
-    model has its own classes: --labels may then be left out, and given must be those classes."""
-    classes = model_classes(resolve_model(model, settings.data_dir))
+    model has its own classes: --labels may then be left out, and given must be those classes.
+    A model of several attributes labels each of them (one set per attribute); its attributes
+    and zero-shot label sets are not mixed, so --labels is refused for it."""
+    attributes = model_attributes(resolve_model(model, settings.data_dir))
+    if attributes is not None and len(attributes) > 1:
+        if sources:
+            names = ", ".join(name for name, _classes in attributes)
+            raise CliError(
+                f"Model '{model}' labels its own {len(attributes)} attributes ({names}) and "
+                "cannot be mixed with label sets; leave --labels out to fill every attribute, "
+                "or run a zero-shot model for other label sets."
+            )
+        return tuple(LabelSet(name, classes, attribute=name) for name, classes in attributes)
+    classes = attributes[0][1] if attributes else None
     if not sources:
         if classes is None:
             raise CliError("Give --labels: a saved label set's name, or a .txt or .csv file.")
