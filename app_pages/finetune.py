@@ -65,9 +65,9 @@ new_tab, jobs_tab = st.tabs(["New training", "Jobs"])
 with new_tab:
     data_path = choose_data()
     columns = column_choices(data_path) if data_path else None
-    data = show_class_counts(data_path, *columns) if columns else None
+    data = show_class_counts(data_path, columns) if columns else None
     if data is not None:
-        spec = training_settings(data_path, columns, len(data.items))
+        spec = training_settings(data_path, columns, data)
         if st.button("Start training", type="primary", disabled=spec is None, key="ft_start"):
             job = new_finetune_folder(app_settings().data_dir, spec)
             start_in_background(job)

@@ -65,7 +65,7 @@ def main() -> None:
         spec = FinetuneSpec(
             data_csv=str(data),
             image_column="image",
-            label_column="label",
+            label_columns=("label",),
             name=f"bench-{method}",
             base_model=str(base),
             method=method,

@@ -217,3 +217,83 @@ def test_training_settings_explain_themselves(app_env, image_server):
     for key in ("ft_seed", "ft_wd", "ft_batch", "ft_lr", "ft_epochs"):
         assert at.number_input(key=key).help, key
     assert at.slider(key="ft_val").help
+
+
+# ---------------------------------------------------------------- attributes and product text
+
+
+def tables_with(at: AppTest, column: str) -> list[pd.DataFrame]:
+    """The page's tables that have `column`, top to bottom (AppTest does not expose a table's
+    key)."""
+    return [d.value for d in at.dataframe if column in d.value.columns]
+
+
+def test_two_attributes_started_from_the_page_show_per_attribute_results(
+    app_env, tmp_path, image_server
+):
+    from tests.test_catalogue_training import shapes_csv
+
+    data = shapes_csv(tmp_path, image_server).read_bytes()
+    at = finetune_page()
+    at.file_uploader(key="ft_upload").set_value(("shapes.csv", data, "text/csv")).run()
+    assert at.selectbox(key="ft_image_col").value == "image"
+    at.selectbox(key="ft_label_col").select("colour").run()
+    at.multiselect(key="ft_more_labels").select("shape").run()
+    assert {c.key for c in at.get("plotly_chart")} >= {"ft_class_counts", "ft_class_counts_1"}
+    [fold] = tables_with(at, "folded into 'other'")  # before training: what goes into "other"
+    assert list(fold["attribute"]) == ["colour", "shape"]
+    assert list(fold["folded into 'other'"]) == ["yellow (3)", "-"]
+    at.radio(key="ft_method").set_value("Fine-tune CLIP contrastively").run()
+    assert any(w.value.startswith("Contrastive fine-tuning trains one label") for w in at.warning)
+    at.radio(key="ft_method").set_value(at.radio(key="ft_method").options[0]).run()
+    at.text_input(key="ft_name").input("shapes").run()
+    at.button(key="ft_start").click().run()
+    assert not at.exception
+    [job] = list_finetune_jobs(app_env)
+    deadline = time.monotonic() + 120
+    while job.reconcile().active and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert job.state().status == "finished", job.state()
+    at.run()
+    assert not at.exception
+    [overall] = tables_with(at, "trained")
+    assert list(overall["trained"]) == [
+        job.result()["overall"]["mean_accuracy"],
+        job.result()["overall"]["all_right"],
+    ]
+    compared, per_class = tables_with(at, "saved"), tables_with(at, "precision")
+    for number, name in enumerate(("colour", "shape")):
+        assert list(compared[number]["model"]) == ["zero-shot, image", "probe, image only"]
+        assert list(compared[number]["saved"]) == ["", "saved"]
+        assert len(per_class[number]) == (4 if number == 0 else 2)
+        assert any(f"Attribute '{name}'" in h.value for h in at.subheader)
+    charts = {c.key for c in at.get("plotly_chart")}
+    wanted = {"ft_compare_chart_0", "ft_compare_chart_1", "ft_confusion_0", "ft_confusion_1"}
+    assert wanted <= charts
+    assert any("Folded into 'other' (too few examples): yellow." in c.value for c in at.caption)
+
+
+def test_product_text_shows_every_model_compared_and_explains_caption_and_text(
+    app_env, tmp_path, image_server, tiny_model_dir
+):
+    from tests.test_catalogue_training import catalogue_csv
+
+    source = catalogue_csv(tmp_path, image_server)
+    _job, state = run_job(
+        None, tmp_path, data_csv=source, image_column="image_url", text_columns=("title",),
+        base_model=str(tiny_model_dir), name="catalogue",
+    )  # fmt: skip
+    assert state.status == "finished", state.message
+    at = finetune_page()
+    assert not at.exception
+    [compared] = tables_with(at, "saved")
+    assert len(compared) == 7 and compared["saved"].tolist().count("saved") == 1
+    assert compared.loc[compared["saved"] == "saved", "model"].item() == "probe, image + text"
+    assert any("Product text from title" in c.value for c in at.caption)
+    at.file_uploader(key="ft_upload").set_value(
+        ("catalogue.csv", source.read_bytes(), "text/csv")
+    ).run()
+    assert any("caption column" in c.value and "product-text" in c.value for c in at.caption)
+    at.multiselect(key="ft_text_cols").select("title").run()
+    assert at.slider(key="ft_text_dropout").value == 0.3
+    assert any("with product text" in c.value for c in at.caption)

@@ -201,8 +201,8 @@ def make_job(tmp_path, data_csv=None, **overrides):
     """A job folder over the synthetic colours (or `data_csv`), local files allowed."""
     spec = FinetuneSpec(
         data_csv=str(data_csv or labelled_csv(tmp_path)),
-        image_column="image",
-        label_column="label",
+        image_column=overrides.pop("image_column", "image"),
+        label_columns=overrides.pop("label_columns", ("label",)),
         name=overrides.pop("name", "colours"),
         base_model=overrides.pop("base_model"),
         allow_local_files=True,

@@ -1,7 +1,10 @@
 """The labelled data to train on: an uploaded CSV (kept in the data folder) or a bulk job's
-corrected output, the image, label and caption columns, and the images per class."""
+corrected output, the image, label (one or more attributes), caption and product-text columns,
+and the images per class of each attribute."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import plotly.express as px
 import streamlit as st
@@ -24,6 +27,13 @@ DATA_KEY = "ft_data_path"
 EMBEDDINGS_JOB_KEY = "ft_embeddings_job"  # a bulk job whose stored embeddings a probe may use
 DATA_NAME_KEY = "ft_data_name"  # the uploaded file's name or the bulk job's id, for people
 SOURCE_UPLOAD, SOURCE_BULK = "Upload a labelled CSV", "The output of a bulk job"
+TEXT_AND_CAPTION = (
+    "Two ways to use a product's title: contrastive fine-tuning learns from the caption "
+    "column, teaching CLIP itself that each image goes with its caption; the linear probe "
+    "instead reads the product-text columns as a feature beside the image, so a title helps "
+    "decide each label (and a product without one is labelled from its image). The same "
+    "column can serve as either, one method at a time."
+)
 
 
 def choose_data() -> str | None:
@@ -77,8 +87,19 @@ def bulk_output_as_data(job: JobFolder, only_human: bool) -> tuple[str, int]:
     return st.session_state[key]
 
 
-def column_choices(path: str) -> tuple[str, str, str | None] | None:
-    """The image, label and optional caption columns, guessed first; None (reason shown) when
+@dataclass(frozen=True)
+class ColumnChoice:
+    """The columns a fine-tune reads: the image, the label columns (the main attribute first),
+    the caption (contrastive) and the product text (probe)."""
+
+    image: str
+    labels: tuple[str, ...]
+    caption: str | None
+    texts: tuple[str, ...]
+
+
+def column_choices(path: str) -> ColumnChoice | None:
+    """The columns, the image and main label column guessed first; None (reason shown) when
     the CSV cannot be read."""
     try:
         info = inspect_csv(path, described_as="The labelled CSV")
@@ -96,26 +117,44 @@ def column_choices(path: str) -> tuple[str, str, str | None] | None:
     caption = right.selectbox(
         "Caption/title column (optional)", ["(none)", *columns], key="ft_caption_col"
     )
-    return image, label, None if caption == "(none)" else caption
+    left, right = st.columns(2)
+    more = left.multiselect(
+        "More label columns (optional)",
+        [c for c in columns if c not in (image, label)],
+        key="ft_more_labels",
+        help="Each is one more attribute (e.g. colour beside the category), trained at once "
+        "over the same images: each image is fetched and encoded once (linear probe only).",
+    )
+    texts = right.multiselect(
+        "Product-text columns (optional)",
+        [c for c in columns if c != image],
+        key="ft_text_cols",
+        help="Titles or descriptions the linear probe reads beside the image, joined in the "
+        "order picked (put the title first).",
+    )
+    st.caption(TEXT_AND_CAPTION)
+    caption_column = None if caption == "(none)" else caption
+    return ColumnChoice(image, (label, *more), caption_column, tuple(texts))
 
 
-def show_class_counts(
-    path: str, image: str, label: str, caption: str | None
-) -> LabelledData | None:
-    """The labelled data with its class counts shown; None (reason shown) when unusable."""
+def show_class_counts(path: str, columns: ColumnChoice) -> LabelledData | None:
+    """The labelled data with each attribute's class counts shown; None (reason shown) when
+    unusable."""
     try:
-        data = read_labelled_csv(path, image, label, caption)
+        data = read_labelled_csv(
+            path, columns.image, columns.labels, columns.caption, columns.texts
+        )
     except CsvInputError as exc:
         st.error(str(exc))
         return None
-    counts = data.class_counts().most_common()
-    figure = px.bar(
-        x=[c for c, _ in counts], y=[n for _, n in counts], labels={"x": "class", "y": "images"}
-    )
-    figure.update_layout(title="Images per class", height=320, margin=dict(t=50, b=40))
-    st.plotly_chart(figure, key="ft_class_counts")
+    charts = st.columns(len(columns.labels)) if len(columns.labels) > 1 else [st.container()]
+    for number, (name, place) in enumerate(zip(columns.labels, charts, strict=True)):
+        with place:
+            class_counts_chart(data, number, name)
     st.caption(
-        f"{plural(len(data.items), 'labelled image')} in {plural(len(counts), 'class', 'classes')}"
+        f"{plural(len(data.items), 'labelled image')} in "
+        f"{plural(len(data.classes), 'class', 'classes')}"
+        + (f"; {data.with_text:,} with product text" if columns.texts else "")
         + (
             f"; {data.skipped:,} rows without an image or label are left out."
             if data.skipped
@@ -130,3 +169,14 @@ def show_class_counts(
             "them well or to judge them on the validation split."
         )
     return data
+
+
+def class_counts_chart(data: LabelledData, number: int, name: str) -> None:
+    """Images per class of attribute `number` (the main one keeps its chart's old key)."""
+    counts = data.class_counts(number).most_common()
+    figure = px.bar(
+        x=[c for c, _ in counts], y=[n for _, n in counts], labels={"x": name, "y": "images"}
+    )
+    title = "Images per class" if len(data.attributes) == 1 else f"Images per class: {name}"
+    figure.update_layout(title=title, height=320, margin=dict(t=50, b=40))
+    st.plotly_chart(figure, key="ft_class_counts" if number == 0 else f"ft_class_counts_{number}")

@@ -54,7 +54,8 @@ def training_charts(job: FinetuneFolder) -> None:
         probe = probe.rename(
             columns={"c": "regularisation C", "val_accuracy": "validation accuracy"}
         )
-        st.dataframe(probe[["regularisation C", "validation accuracy"]], hide_index=True)
+        shown = [c for c in ("attribute", "features") if c in probe and probe[c].nunique() > 1]
+        st.dataframe(probe[[*shown, "regularisation C", "validation accuracy"]], hide_index=True)
 
 
 @st.fragment(run_every=2.0)

@@ -1,12 +1,14 @@
 """The training settings: the method (a linear probe or contrastive fine-tuning) and its
 settings, the validation split and the model's name, checked into a FinetuneSpec, with what
-starting would do (replace a model, the base model used, how long it would take on a CPU)."""
+starting would do (classes folded into "other", replace a model, the base model used, how long
+it would take on a CPU)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.training.data_choice import DATA_NAME_KEY, EMBEDDINGS_JOB_KEY
+from app_pages.training.data_choice import DATA_NAME_KEY, EMBEDDINGS_JOB_KEY, ColumnChoice
+from app_pages.training.probe_form import probe_settings, show_fold
 from app_pages.training.progress import format_duration
 from app_pages.widgets.model_picker import require_classifier
 from app_pages.widgets.settings import app_settings
@@ -17,6 +19,7 @@ from core.engine.trained_models import (
     model_folder,
     training_start,
 )
+from core.training.data import LabelledData, folds_rare_classes
 from core.training.job import FinetuneSpec
 from core.training.trainers import TrainingError, estimate_training_seconds, seconds_per_image
 
@@ -29,25 +32,24 @@ TRAIN_CHOICES = {
 }
 
 
-def training_settings(
-    path: str, columns: tuple[str, str, str | None], rows: int
-) -> FinetuneSpec | None:
+def training_settings(path: str, columns: ColumnChoice, data: LabelledData) -> FinetuneSpec | None:
     """The spec to start with; None (reason shown) until it is valid and the model is named."""
     classifier = require_classifier()
     method = st.radio("Method", [METHOD_PROBE, METHOD_CONTRASTIVE], key="ft_method")
-    spec_args = contrastive_settings() if method == METHOD_CONTRASTIVE else {}
+    probe = method == METHOD_PROBE
+    spec_args = probe_settings(columns) if probe else contrastive_settings()
     validation, seed = split_settings()
     name = st.text_input("Name of the trained model", key="ft_name", placeholder="e.g. shoes-probe")
-    image, label, caption = columns
     try:
         spec = FinetuneSpec(
             data_csv=path,
-            image_column=image,
-            label_column=label,
-            caption_column=caption,
+            image_column=columns.image,
+            label_columns=columns.labels,
+            caption_column=columns.caption,
+            text_columns=columns.texts,
             name=check_model_name(name) if name.strip() else "unnamed",
             base_model=classifier.name,
-            method="probe" if method == METHOD_PROBE else "contrastive",
+            method="probe" if probe else "contrastive",
             validation_fraction=validation,
             seed=seed,
             data_name=st.session_state.get(DATA_NAME_KEY, ""),
@@ -57,7 +59,11 @@ def training_settings(
     except (TrainingError, ModelNameError) as exc:
         st.warning(str(exc))
         return None
-    show_what_starting_does(spec, bool(name.strip()), rows, classifier)
+    if folds_rare_classes(spec.method, spec.label_columns) and not show_fold(
+        data, spec.min_class_count
+    ):
+        return None
+    show_what_starting_does(spec, bool(name.strip()), len(data.items), classifier)
     if not name.strip():
         st.info("Give the model a name to start.")
         return None

@@ -1,6 +1,8 @@
-"""`python -m core finetune --data D --image-column C --label-column L --name NAME`: train a
-linear probe or fine-tune CLIP as a job folder the web page shows too; --job runs a folder the
-page has made already.
+"""`python -m core finetune --data D --image-column C --label-column L [--label-column L2 ...]
+[--text-column T ...] --name NAME`: train a linear probe (one head per label column, reading
+product text beside the image when given) or fine-tune CLIP, as a job folder the web page shows
+too; --job runs a folder the page has made already. Prints, per attribute, how every model
+compared on the validation split.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ def _existing_job(path: str) -> FinetuneFolder:
 
 
 def _new_job(args: argparse.Namespace, settings: Settings) -> FinetuneFolder:
-    """A new job folder under CLIPLAB_DATA_DIR for the flags, once they are checked."""
+    """A new job folder under CLIPLAB_DATA_DIR for the flags, once they and the data they
+    name are checked."""
+    from core.training.data import read_spec_data
     from core.training.job import new_finetune_folder
 
     missing = [
@@ -56,7 +60,9 @@ def _new_job(args: argparse.Namespace, settings: Settings) -> FinetuneFolder:
         raise CliError(f"{', '.join(missing)} must be given (or --job FOLDER).")
     if not Path(args.data).is_file():
         raise CliError(f"Labelled CSV '{args.data}' does not exist.")
-    return new_finetune_folder(settings.data_dir, _spec(args, settings).checked())
+    spec = _spec(args, settings).checked()
+    read_spec_data(spec)  # refuses unusable data now: no folder made, no image fetched
+    return new_finetune_folder(settings.data_dir, spec)
 
 
 def _spec(args: argparse.Namespace, settings: Settings) -> FinetuneSpec:
@@ -67,8 +73,11 @@ def _spec(args: argparse.Namespace, settings: Settings) -> FinetuneSpec:
     return FinetuneSpec(
         data_csv=str(Path(args.data).resolve()),
         image_column=args.image_column,
-        label_column=args.label_column,
+        label_columns=tuple(args.label_column),
         caption_column=args.caption_column,
+        text_columns=tuple(args.text_column or ()),
+        min_class_count=args.min_class_count,
+        text_dropout=args.text_dropout,
         name=args.name,
         base_model=args.model or settings.model,
         method=args.method,
@@ -113,10 +122,48 @@ def _run_with_progress(folder: FinetuneFolder, settings: Settings) -> FinetuneSt
 
 
 def _print_result(folder: FinetuneFolder) -> None:
-    """Zero-shot and trained accuracy and macro F1 on stdout; where the model went on stderr."""
+    """Per attribute, every model's validation accuracy and macro F1 (the saved one marked) and
+    the classes folded into "other", then the overall view, on stdout; where the model went on
+    stderr. A result written before attributes shows zero-shot against trained."""
     result = folder.result() or {}
-    for title, key in (("zero-shot", "baseline"), ("trained", "trained")):
-        metrics = result.get(key, {})
-        accuracy, macro_f1 = metrics.get("accuracy", 0.0), metrics.get("macro_f1", 0.0)
-        print(f"{title:>9}: accuracy {accuracy:.1%}, macro F1 {macro_f1:.3f}")
+    attributes = result.get("attributes")
+    if not attributes:
+        for title, key in (("zero-shot", "baseline"), ("trained", "trained")):
+            metrics = result.get(key, {})
+            accuracy, macro_f1 = metrics.get("accuracy", 0.0), metrics.get("macro_f1", 0.0)
+            print(f"{title:>9}: accuracy {accuracy:.1%}, macro F1 {macro_f1:.3f}")
+    for attribute in attributes or ():
+        print(_comparison_table(attribute, result.get("validation_images", 0)))
+    overall = result.get("overall")
+    if attributes and len(attributes) > 1 and overall:
+        print(
+            f"overall: mean accuracy {overall['mean_accuracy']:.1%} (zero-shot "
+            f"{overall['mean_zero_shot_accuracy']:.1%}); every attribute right for "
+            f"{overall['all_right']:.1%} of the validation images (zero-shot "
+            f"{overall['all_right_zero_shot']:.1%})"
+        )
     print(f"Saved model '{folder.spec().name}' (job folder {folder.path}).", file=sys.stderr)
+
+
+def _comparison_table(attribute: dict, validation_images: int) -> str:
+    """One attribute's comparison as aligned text lines."""
+    lines = [
+        f"{attribute['name']}: {len(attribute['classes'])} classes, "
+        f"{validation_images} validation images"
+    ]
+    if attribute.get("folded"):
+        lines.append(f"  folded into 'other': {', '.join(attribute['folded'])}")
+    width = max(len(row["model"]) for row in attribute["comparison"])
+    lines.append(f"  {'model':<{width}}  accuracy  macro F1")
+    for row in attribute["comparison"]:
+        mark = "  <- saved" if row["saved"] else ""
+        lines.append(
+            f"  {row['model']:<{width}}  {row['accuracy']:>8.1%}  {row['macro_f1']:>8.3f}{mark}"
+        )
+    weights = attribute.get("zero_shot_text_weights")
+    if weights:
+        best = max(weights, key=lambda row: row["accuracy"])
+        curve = ", ".join(f"{row['weight']:g}: {row['accuracy']:.0%}" for row in weights)
+        lines.append(f"  zero-shot accuracy by --text-weight: {curve}")
+        lines.append(f"  best for this data: --text-weight {best['weight']:g}")
+    return "\n".join(lines)

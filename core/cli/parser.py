@@ -133,7 +133,8 @@ def add_finetune_arguments(commands: argparse._SubParsersAction) -> None:
         "--min-class-count",
         type=int,
         default=DEFAULT_MIN_CLASS_COUNT,
-        help=f"classes with fewer examples are folded into 'other' ({DEFAULT_MIN_CLASS_COUNT})",
+        help="with several --label-column: classes with fewer examples are folded into "
+        f"'other' ({DEFAULT_MIN_CLASS_COUNT})",
     )
     finetune.add_argument(
         "--text-dropout",

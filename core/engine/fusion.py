@@ -107,6 +107,11 @@ class RowScores:
     decided_by: str  # AGREE, IMAGE, TEXT, or "" when nothing was predicted
 
 
+def fuse(image: torch.Tensor, text: torch.Tensor, weight: float) -> torch.Tensor:
+    """Late fusion: (1 - weight) * image + weight * text, both probabilities over one set."""
+    return (1.0 - weight) * image + weight * text
+
+
 def score_row(
     scorer: SetScorer,
     image_probs: torch.Tensor | None,
@@ -125,7 +130,7 @@ def score_row(
         if scorer.joint is not None and image_embedding is not None:
             fused = scorer.joint(image_embedding[None], text_embedding[None])[0]
         else:
-            fused = (1.0 - use.weight) * image_probs + use.weight * text_probs
+            fused = fuse(image_probs, text_probs, use.weight)
     mode = "both" if scorer.joint is not None and use.active else use.mode
     if mode == "image":
         predicted = image_probs
@@ -170,6 +175,6 @@ def accuracy_by_weight(
     text alone)."""
     found = []
     for weight in weights:
-        fused = (1.0 - weight) * image_probs + weight * text_probs
-        found.append((weight, float((fused.argmax(-1) == truth).float().mean())))
+        right = fuse(image_probs, text_probs, weight).argmax(-1) == truth
+        found.append((weight, float(right.float().mean())))
     return found

@@ -3,7 +3,7 @@
     spec.json       what to train (data, columns, method, hyper-parameters, model name)
     state.json      where it is (status, epoch, step, loss, validation accuracy, time left)
     progress.jsonl  one line per step and per epoch: what the page draws its live charts from
-    result.json     zero-shot baseline and trained model on the same validation split
+    result.json     zero-shot and trained models on the same validation split, per attribute
     cancel          present when the user asked to stop
 
 The command line runs a job in the foreground; the page starts `python -m core finetune --job
@@ -21,13 +21,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.engine.trained_models import (
-    check_model_name,
-)
+from core.engine.trained_models import check_model_name
 from core.storage import atomic_write_json, read_json
-from core.training.trainers import (
-    TrainingError,
-)
+from core.training.attributes import DEFAULT_MIN_CLASS_COUNT, DEFAULT_TEXT_DROPOUT
+from core.training.trainers import TrainingError
 
 SPEC_FILE, STATE_FILE, PROGRESS_FILE, RESULT_FILE, CANCEL_FILE = (
     "spec.json",
@@ -45,11 +42,14 @@ class FinetuneSpec:
 
     data_csv: str
     image_column: str
-    label_column: str
+    label_columns: tuple[str, ...]  # one trained attribute each; the first is the main one
     name: str
     base_model: str
     method: str = "probe"  # probe | contrastive
-    caption_column: str | None = None
+    caption_column: str | None = None  # contrastive: the text each image is matched with
+    text_columns: tuple[str, ...] = ()  # probe: product text read beside the image, joined
+    min_class_count: int = DEFAULT_MIN_CLASS_COUNT  # probe: rarer classes fold into "other"
+    text_dropout: float = DEFAULT_TEXT_DROPOUT  # probe with text: share also seen without it
     validation_fraction: float = 0.2
     seed: int = 0
     epochs: int = 10
@@ -63,6 +63,25 @@ class FinetuneSpec:
     allow_local_files: bool = False  # the command line may read image paths; the web page not
     data_name: str = ""  # what the data is to a person (an uploaded file's name), if not its path
     embeddings_job: str = ""  # a bulk job whose stored image embeddings a probe may train on
+
+    def __post_init__(self) -> None:
+        """Column lists as tuples (a list read from spec.json, or one column given alone)."""
+        for key in ("label_columns", "text_columns"):
+            value = getattr(self, key)
+            object.__setattr__(self, key, (value,) if isinstance(value, str) else tuple(value))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FinetuneSpec:
+        """A spec from spec.json, also one written before attributes (its `label_column`)."""
+        data = dict(data)
+        if "label_column" in data:
+            data.setdefault("label_columns", (data.pop("label_column"),))
+        return cls(**data)
+
+    @property
+    def label_column(self) -> str:
+        """The main attribute's label column."""
+        return self.label_columns[0]
 
     @property
     def data_label(self) -> str:
@@ -79,7 +98,49 @@ class FinetuneSpec:
             raise TrainingError("Keep between 5 % and 50 % of the images for validation.")
         if "{}" not in self.template:
             raise TrainingError(f'The template "{self.template}" has no "{{}}" for the label.')
+        self._check_columns()
+        if self.method == "contrastive":
+            self._check_contrastive()
+        if self.min_class_count < 1 or not 0.0 <= self.text_dropout < 1.0:
+            raise TrainingError(
+                "The minimum class count must be at least 1 and the text dropout between 0 "
+                "and 1 (not 1 itself: the text would never be seen)."
+            )
         return self
+
+    def _check_columns(self) -> None:
+        """One sentence when a label column is missing, repeated, or is the image column or a
+        text column (a label read as a feature would be learnt by heart)."""
+        if not self.label_columns:
+            raise TrainingError("Give at least one label column.")
+        for column in self.label_columns:
+            if self.label_columns.count(column) > 1:
+                raise TrainingError(f"Label column '{column}' is given twice.")
+            if column == self.image_column:
+                raise TrainingError(
+                    f"Label column '{column}' is the image column; choose the column that "
+                    "holds the labels."
+                )
+            if column in self.text_columns:
+                raise TrainingError(
+                    f"Label column '{column}' is also a text column: the model would read the "
+                    "answer from its input; leave it out of the text columns."
+                )
+
+    def _check_contrastive(self) -> None:
+        """Contrastive fine-tuning trains one label column and reads the caption column."""
+        if len(self.label_columns) > 1:
+            raise TrainingError(
+                "Contrastive fine-tuning trains one label column, not "
+                f"{len(self.label_columns)}; use the linear probe for several attributes at "
+                "once."
+            )
+        if self.text_columns:
+            raise TrainingError(
+                "Contrastive fine-tuning learns from the caption column (--caption-column), "
+                "not from product-text columns, which only the linear probe reads as a feature "
+                "beside the image; give the title as the caption instead."
+            )
 
 
 @dataclass
@@ -117,7 +178,7 @@ class FinetuneFolder:
         return (self.path / SPEC_FILE).is_file()
 
     def spec(self) -> FinetuneSpec:
-        return FinetuneSpec(**read_json(self.path / SPEC_FILE))  # type: ignore[arg-type]
+        return FinetuneSpec.from_dict(read_json(self.path / SPEC_FILE))  # type: ignore[arg-type]
 
     def write_spec(self, spec: FinetuneSpec) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

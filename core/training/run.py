@@ -1,11 +1,12 @@
-"""Running a fine-tuning job folder: read the labelled data, load and encode the images, measure
-zero-shot on the validation split, train (linear probe or contrastive), judge the trained model
-on the same split, save it and the result; cancellable between steps, always leaving the folder
-readable.
+"""Running a fine-tuning job folder: read the labelled data, load and encode the images (and
+product texts), measure zero-shot on the validation split, train (linear probes per attribute,
+or contrastive), judge the trained model on the same split, save it and the result; cancellable
+between steps, always leaving the folder readable.
 
 This module orchestrates; the parts live in their own modules: images.py (loading), baseline.py
-(embeddings and zero-shot), probe_method.py and contrastive_method.py (training), tracker.py
-(state, progress lines, cancel checks).
+(embeddings and zero-shot), probe_method.py and contrastive_method.py (training), comparison.py
+(the per-attribute comparison and overall view), tracker.py (state, progress lines, cancel
+checks).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from core.engine.loading import load_classifier
 from core.engine.trained_models import model_folder, training_start
 from core.errors import UserError
 from core.storage import atomic_write_json
-from core.training.baseline import embed_images, zero_shot_predictions
+from core.training.baseline import embed_images, embed_texts, zero_shot_predictions
+from core.training.comparison import AttributeOutcome, metrics_by_attribute, overall_view
 from core.training.contrastive_method import ContrastiveMethod
-from core.training.data import LabelledData, TrainingExamples, read_labelled_csv
+from core.training.data import LabelledData, TrainingExamples, read_spec_data
 from core.training.images import load_training_images
 from core.training.job import (
     CANCEL_FILE,
@@ -34,7 +36,6 @@ from core.training.job import (
     FinetuneFolder,
     FinetuneState,
 )
-from core.training.metrics import Evaluation, evaluate
 from core.training.probe_method import ProbeMethod
 from core.training.stored_embeddings import stored_training_embeddings
 from core.training.tracker import Report, RunTracker
@@ -54,27 +55,24 @@ class _Run:
     def run(self) -> FinetuneState:
         spec, tracker = self.spec, self.tracker
         tracker.save(status="preparing", message="Reading the labelled data")
-        data = read_labelled_csv(
-            spec.data_csv, spec.image_column, spec.label_column, spec.caption_column
-        )
+        data = read_spec_data(spec)  # every refusal the file allows, before any work
         source, _why = training_start(spec.base_model, self.settings.data_dir)
         base = load_classifier(source, self.settings.device, with_probe=False)
         examples, pixels, stored = self._inputs(base, data)
-
-        encoding = "Measuring zero-shot" if stored is not None else "Encoding images"
-        tracker.save(status="evaluating", message=f"{encoding} with the base model")
-        baseline, embeddings = self._baseline(base, examples, pixels, stored)
         destination = model_folder(self.settings.data_dir, spec.name)
         if spec.method == "probe":
-            method = ProbeMethod(tracker, base, destination, examples, embeddings)
+            embeddings = self._embeddings(base, examples, pixels, stored)
+            method: ProbeMethod | ContrastiveMethod = ProbeMethod(
+                tracker, spec, base, destination, examples, embeddings
+            )
+            outcomes = method.train(data.folded)
         else:
             method = ContrastiveMethod(tracker, spec, base, destination, examples, pixels)
-        trained_predicted = method.train()
-        trained = evaluate(examples.val_truth, trained_predicted, examples.classes)
+            outcomes = [self._contrastive(method, base, examples, pixels)]
 
-        result = self._result(data, examples, baseline, trained, trained_predicted)
+        result = self._result(data, examples, outcomes)
         tracker.save(status="evaluating", message="Saving the model")
-        method.save(self._metadata(result, baseline, trained, examples.classes))
+        method.save(self._metadata(result, examples.classes))
         atomic_write_json(self.folder.path / RESULT_FILE, result)
         tracker.save(status="finished", message="Finished", seconds_left=0.0)
         return tracker.state
@@ -103,60 +101,82 @@ class _Run:
         examples = TrainingExamples.split(items, spec.validation_fraction, spec.seed)
         return examples, (base.pixels(crops) if crops is not None else None), embeddings
 
-    def _baseline(
+    def _embeddings(
         self,
         base: ClipClassifier,
         examples: TrainingExamples,
         pixels: torch.Tensor | None,
-        stored: torch.Tensor | None = None,
-    ) -> tuple[Evaluation, torch.Tensor]:
-        """The base model's zero-shot evaluation on the validation images, and the embeddings
-        encoded for it: of every image for the probe (which trains on them), else only of the
-        validation images. `stored` embeddings (of every image) are used instead of encoding."""
-        check_cancel, val_idx = self.tracker.check_cancel, examples.val_idx
-        if stored is not None:
-            embeddings, val_embeddings = stored, stored[val_idx]
-        elif self.spec.method == "probe":
-            embeddings = embed_images(base, pixels, check_cancel)
-            val_embeddings = embeddings[val_idx]
-        else:
-            embeddings = val_embeddings = embed_images(base, pixels[val_idx], check_cancel)
-        predicted = zero_shot_predictions(
+        stored: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the probe trains on: the image embeddings of every example (`stored` ones, else
+        each image encoded once) and, with text columns, the product texts' embeddings (each
+        distinct text encoded once; zeros where an item has none)."""
+        check_cancel = self.tracker.check_cancel
+        encoding = "Measuring zero-shot" if stored is not None else "Encoding images"
+        self.tracker.save(status="evaluating", message=f"{encoding} with the base model")
+        images = stored if stored is not None else embed_images(base, pixels, check_cancel)
+        if not self.spec.text_columns:
+            return images, None
+        self.tracker.save(message="Encoding the product texts")
+        texts = embed_texts(base, [item.text for item in examples.items], check_cancel)
+        return images, texts
+
+    def _contrastive(
+        self,
+        method: ContrastiveMethod,
+        base: ClipClassifier,
+        examples: TrainingExamples,
+        pixels: torch.Tensor,
+    ) -> AttributeOutcome:
+        """Zero-shot on the validation images (only those are encoded), then contrastive
+        training judged on the same images."""
+        self.tracker.save(status="evaluating", message="Measuring zero-shot with the base model")
+        val_embeddings = embed_images(base, pixels[examples.val_idx], self.tracker.check_cancel)
+        zero_shot = zero_shot_predictions(
             base, val_embeddings, examples.classes, self.spec.template
         )
-        return evaluate(examples.val_truth, predicted, examples.classes), embeddings
+        trained = method.train()
+        predictions = {"zero_shot_image": zero_shot, "contrastive": trained}
+        return AttributeOutcome(
+            self.spec.label_column,
+            examples.classes,
+            examples.val_truth,
+            predictions,
+            saved="contrastive",
+            baseline="zero_shot_image",
+        )
 
     def _result(
-        self,
-        data: LabelledData,
-        examples: TrainingExamples,
-        baseline: Evaluation,
-        trained: Evaluation,
-        trained_predicted: list[str],
+        self, data: LabelledData, examples: TrainingExamples, outcomes: list[AttributeOutcome]
     ) -> dict:
-        """The job's result.json: counts, both evaluations and the first misclassified images."""
-        val_idx, val_truth = examples.val_idx, examples.val_truth
+        """The job's result.json: counts, the main attribute's zero-shot and trained
+        evaluations (what a one-attribute job has always shown) and its first misclassified
+        images, then every attribute's comparison and the overall view."""
+        val_idx, main = examples.val_idx, outcomes[0]
         misclassified = [
             {"image": examples.items[i].image, "truth": t, "predicted": p}
-            for i, t, p in zip(val_idx, val_truth, trained_predicted, strict=True)
+            for i, t, p in zip(val_idx, main.truth, main.predictions[main.saved], strict=True)
             if t != p
         ][:MISCLASSIFIED_SHOWN]
         return {
-            "classes": examples.classes,
+            "classes": main.classes,
             "train_images": len(examples.train_idx),
             "validation_images": len(val_idx),
+            "validation_with_text": sum(1 for i in val_idx if examples.items[i].text),
             "images_not_loaded": len(data.items) - len(examples.items),
             "rows_skipped": data.skipped,
-            "baseline": baseline.to_dict(),
-            "trained": trained.to_dict(),
+            "text_columns": list(self.spec.text_columns),
+            "baseline": main.evaluation(main.baseline).to_dict(),
+            "trained": main.evaluation(main.saved).to_dict(),
             "misclassified": misclassified,
             "best_epoch": self.tracker.state.best_epoch,
+            "attributes": [outcome.to_dict() for outcome in outcomes],
+            "overall": overall_view(outcomes),
         }
 
-    def _metadata(
-        self, result: dict, baseline: Evaluation, trained: Evaluation, classes: list[str]
-    ) -> dict:
-        """The saved model's metadata (cliplab.json)."""
+    def _metadata(self, result: dict, classes: list[str]) -> dict:
+        """The saved model's metadata (cliplab.json): "metrics" keeps the main attribute's
+        zero-shot and trained figures where readers have always found them."""
         spec = self.spec
         return {
             "name": spec.name,
@@ -164,6 +184,8 @@ class _Run:
             "method": spec.method,
             "classes": classes,
             "template": spec.template,
+            "text_columns": list(spec.text_columns),
+            "folded": {a["name"]: a["folded"] for a in result["attributes"]},
             "data": {
                 "csv": spec.data_csv,
                 "train_images": result["train_images"],
@@ -171,10 +193,16 @@ class _Run:
             },
             "settings": asdict(spec),
             "metrics": {
-                "zero_shot": {"accuracy": baseline.accuracy, "macro_f1": baseline.macro_f1},
-                "trained": {"accuracy": trained.accuracy, "macro_f1": trained.macro_f1},
+                "zero_shot": _figures(result["baseline"]),
+                "trained": _figures(result["trained"]),
+                "per_attribute": metrics_by_attribute(result),
+                "overall": result["overall"],
             },
         }
+
+
+def _figures(evaluation: dict) -> dict:
+    return {"accuracy": evaluation["accuracy"], "macro_f1": evaluation["macro_f1"]}
 
 
 def run_finetune(

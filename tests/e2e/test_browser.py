@@ -176,7 +176,7 @@ def test_fine_tuning_with_a_trained_model_selected(
     probe = FinetuneSpec(
         data_csv=str(labelled_csv(tmp_path)),
         image_column="image",
-        label_column="label",
+        label_columns=("label",),
         name="colours",
         base_model=str(tiny_model_dir),
         allow_local_files=True,
