@@ -34,6 +34,8 @@ def save_attribute_model(
         attributes.append(AttributeHead(attribute, head, text_head, fused=with_text))
     folder = model_folder(data_dir, name)
     metadata = {"name": name, "base_model": str(base_model), "method": "probe"}
+    if with_text:
+        metadata["text_columns"] = ["title"]
     heads = TrainedHeads(tuple(attributes))
     save_trained_model(folder, base.model, base.processor, metadata, heads)
     return folder

@@ -375,6 +375,9 @@ def test_a_model_trained_with_text_reads_each_rows_title_through_its_heads(
     failed_image = (out["error"] != "") & (out["title"] != "")
     assert (out.loc[failed_image, "decided_by"] == "text").all() and failed_image.any()
     assert (out.loc[failed_image, "shape_category"] != "").all()  # its text head labels it
+    assert "trained with product text" not in err
+    code, err = classify(capsys, source, tmp_path / "image.csv", "--model", "with-text")
+    assert code == 0 and "give --text-column title so it reads it" in err  # a hint, not a refusal
 
 
 def test_relabel_of_a_text_job_decides_rows_again_with_their_text(
@@ -480,3 +483,18 @@ def test_the_bulk_page_labels_every_attribute_of_a_trained_model(
     assert len(at.data_editor) == 2
     labelled = at.dataframe[-1].value
     assert {"baseColour_category", "shape_category"} <= set(labelled.columns)
+
+
+def test_the_bulk_page_says_which_text_a_text_trained_model_learnt_from(
+    app_env, tiny_model_dir, image_server
+):
+    from app_pages.widgets import model_picker
+
+    folder = save_attribute_model(app_env, tiny_model_dir, "with-text", with_text=True)
+    source = catalogue(app_env.parent / "products.csv", image_server, rows=6)
+    at = bulk_page(**{model_picker.MODEL_KEY: str(folder)})
+    at.file_uploader(key="bulk_upload").set_value(
+        ("products.csv", source.read_bytes(), "text/csv")
+    ).run()
+    assert not at.exception and not at.error
+    assert any("trained with product text (title)" in i.value for i in at.info)

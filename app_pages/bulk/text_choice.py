@@ -20,6 +20,7 @@ from core.engine.fusion import (
     TextUseError,
     check_text_model,
 )
+from core.engine.trained_models import trained_text_columns
 
 MODES = {"Image only": "image", "Text only": "text", "Image and text": "both"}
 MODE_NAMES = {mode: name for name, mode in MODES.items()}
@@ -47,6 +48,12 @@ def product_text_choice(
     )
     if suggested and not columns:
         st.caption(f"Columns that look like product text: {', '.join(suggested)}.")
+    trained_on = trained_text_columns(classifier.checkpoint_folder)
+    if trained_on and not columns:
+        st.info(
+            f"This model was trained with product text ({', '.join(trained_on)}): pick the same "
+            "column(s) so it reads them; without, it labels from the image alone."
+        )
     if not columns:
         return TextUse()
     name = st.radio("Label from", list(MODES), index=2, horizontal=True, key="bulk_text_mode")

@@ -32,6 +32,7 @@ from core.cli.common import (
 )
 from core.config import Settings, load_settings
 from core.engine.fusion import TextUse, check_text_model
+from core.engine.trained_models import trained_text_columns
 from core.errors import plural
 from core.spreadsheet_safety import copy_csv_neutralised
 
@@ -71,6 +72,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
     classifier = load_model(spec.model, settings)  # refusals come before the job is made
     refuse_truncation_twins(classifier, spec.label_sets)
     check_text_model(classifier, text)
+    trained_on = trained_text_columns(classifier.checkpoint_folder)
+    if trained_on and not text.active:
+        flags = " ".join(f"--text-column {column}" for column in trained_on)
+        print(
+            f"Note: this model was trained with product text; give {flags} so it reads it "
+            "(without, it labels from the image alone).",
+            file=sys.stderr,
+        )
     spec = _spec_to_run(folder, spec, args)
     started = time.perf_counter()
     state = _run_bulk_job(folder, classifier, settings, args.resume)

@@ -113,6 +113,12 @@ def training_start(name: str, data_dir: str | Path) -> tuple[str, str]:
     return source, f"'{name}' was fine-tuned from {base}: training continues from its weights."
 
 
+def trained_text_columns(folder: str | Path | None) -> list[str]:
+    """The product-text columns a trained model learnt from ([] for any other model)."""
+    metadata = read_metadata(folder) if folder is not None else None
+    return list((metadata or {}).get("text_columns") or [])
+
+
 def read_metadata(folder: str | Path) -> dict | None:
     path = Path(folder) / METADATA_FILE
     return read_json(path) if path.is_file() else None  # type: ignore[return-value]
