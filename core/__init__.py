@@ -11,6 +11,7 @@ never those below; nothing in core imports Streamlit or app_pages):
 - `embeddings`: image embeddings stored beside a job's results, and what needs only them;
 - `bulk`: CSV and folder jobs: input, job folders, the streaming pipeline, review, retries;
 - `training`: linear probes and CLIP fine-tuning as background jobs, with metrics;
+- `api`: the HTTP API (FastAPI) over the same functions, for other programs;
 - `cli`: `python -m core`, one module per command.
 
 tests/test_layout.py enforces the order and the size limits.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import UserError
@@ -35,6 +35,7 @@ class Settings:
     allow_private_urls: bool = False
     image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB
     precision: str = "auto"  # auto: fp16 on CUDA, fp32 elsewhere; bf16 pays off on AMX CPUs
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # bearer keys; never printed
 
     @property
     def image_cache_dir(self) -> Path:
@@ -92,4 +93,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "CLIPLAB_IMAGE_CACHE_MB", env.get("CLIPLAB_IMAGE_CACHE_MB", ""), DEFAULT_IMAGE_CACHE_MB
         ),
         precision=precision,
+        api_keys=tuple(k.strip() for k in env.get("CLIPLAB_API_KEYS", "").split(",") if k.strip()),
     )

@@ -24,7 +24,8 @@ ALLOWED = {
     "embeddings": {"top", "engine", "embeddings"},
     "bulk": {"top", "labels", "engine", "fetch", "embeddings", "bulk"},
     "training": {"top", "labels", "engine", "fetch", "embeddings", "bulk", "training"},
-    "cli": {"top", "labels", "engine", "fetch", "embeddings", "bulk", "training", "cli"},
+    "api": {"top", "labels", "engine", "fetch", "embeddings", "bulk", "training", "api"},
+    "cli": {"top", "labels", "engine", "fetch", "embeddings", "bulk", "training", "api", "cli"},
 }
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 400

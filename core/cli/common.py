@@ -29,18 +29,9 @@ def load_model(name: str, settings: Settings, preload: bool = True) -> ClipClass
     """Import torch and transformers only now, so that input errors are reported at once.
     `name` may be a trained model's name (CLIPLAB_DATA_DIR/models/NAME); `preload`: as for
     load_classifier."""
-    from core.engine.loading import load_classifier, quiet_library_logging
+    from core.engine.loading import load_named_model
 
-    quiet_library_logging()
-    classifier = load_classifier(
-        resolve_model(name, settings.data_dir),
-        settings.device,
-        settings.label_cache_dir,
-        settings.precision,
-        preload=preload,
-    )
-    classifier.name = name
-    return classifier
+    return load_named_model(name, settings, preload)
 
 
 def refuse_truncation_twins(classifier: ClipClassifier, label_sets: tuple[LabelSet, ...]) -> None:

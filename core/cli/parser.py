@@ -14,6 +14,7 @@ from core.cli.jobs import cmd_jobs
 from core.cli.predict import cmd_predict
 from core.cli.relabel import cmd_relabel
 from core.cli.search import cmd_search
+from core.cli.serve import cmd_serve
 from core.embeddings.groups_file import DEFAULT_THRESHOLD
 from core.engine.fusion import DEFAULT_TEXT_WEIGHT, TEXT_MODES
 from core.training.attributes import DEFAULT_MIN_CLASS_COUNT, DEFAULT_TEXT_DROPOUT
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_arguments(commands)
     add_export_embeddings_arguments(commands)
     add_duplicates_arguments(commands)
+    add_serve_arguments(commands)
     return parser
 
 
@@ -233,3 +235,17 @@ def add_export_embeddings_arguments(commands: argparse._SubParsersAction) -> Non
         help="folder to write img_emb/img_emb_0.npy and metadata/metadata_0.parquet into",
     )
     export.set_defaults(handler=cmd_export_embeddings)
+
+
+def add_serve_arguments(commands: argparse._SubParsersAction) -> None:
+    """`serve [--host 127.0.0.1] [--port 8000]`."""
+    serve = commands.add_parser(
+        "serve", help="run the HTTP API (FastAPI; docs at /docs) over the same engine"
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (127.0.0.1; any other needs CLIPLAB_API_KEYS)",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (8000)")
+    serve.set_defaults(handler=cmd_serve)

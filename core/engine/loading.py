@@ -4,7 +4,7 @@ sentence when it cannot be had and never a silent fallback to another model."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import AutoConfig, CLIPModel, CLIPProcessor
@@ -13,7 +13,10 @@ from core.engine.classifier import ClipClassifier
 from core.engine.device import ModelLoadError, resolve_device, resolve_dtype
 from core.engine.label_embedding_cache import LabelEmbeddingCache
 from core.engine.probe import TrainedHeads
-from core.engine.trained_models import load_heads
+from core.engine.trained_models import load_heads, resolve_model
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 
 def quiet_library_logging() -> None:
@@ -150,3 +153,18 @@ def _read_all_weights(model: torch.nn.Module) -> None:
     for tensor in [*model.parameters(), *model.buffers()]:
         if tensor.device.type == "cpu" and tensor.numel():
             tensor.detach().sum()
+
+
+def load_named_model(name: str, settings: Settings, preload: bool = True) -> ClipClassifier:
+    """The model `name` as the settings say to run it: a trained model's name loads its folder,
+    label embeddings are kept in the data folder; `name` stays its name (what jobs record)."""
+    quiet_library_logging()
+    classifier = load_classifier(
+        resolve_model(name, settings.data_dir),
+        settings.device,
+        settings.label_cache_dir,
+        settings.precision,
+        preload=preload,
+    )
+    classifier.name = name
+    return classifier

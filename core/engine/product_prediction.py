@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from PIL import Image
 
 from core.engine.classifier import ClipClassifier
@@ -37,15 +38,29 @@ def predict_product(
     weight: float = 0.5,
 ) -> list[ProductPrediction]:
     """Label one product with each of `label_sets`, from its image and (when given) its text."""
-    use = single_product_text(text, weight).checked()
     started = time.perf_counter()
-    image_embedding = classifier.encode_images([image])
+    image_embedding = classifier.encode_images([image])[0]
+    return predict_from_embedding(classifier, image_embedding, label_sets, text, weight, started)
+
+
+def predict_from_embedding(
+    classifier: ClipClassifier,
+    image_embedding: torch.Tensor,
+    label_sets: Sequence[LabelSet],
+    text: str = "",
+    weight: float = 0.5,
+    started: float | None = None,
+) -> list[ProductPrediction]:
+    """As predict_product, for an image already encoded (e.g. by the API's micro-batcher);
+    `started` (perf_counter) is when the request began, for the reported seconds."""
+    use = single_product_text(text, weight).checked()
+    started = time.perf_counter() if started is None else started
     text_embedding = classifier.encode_texts([text.strip()])[0] if use.active else None
     answers = []
     for label_set in label_sets:
         scorer = set_scorer(classifier, label_set)
-        image_probs = scorer.image(image_embedding)[0]
-        row = score_row(scorer, image_probs, image_embedding[0], text_embedding, use)
+        image_probs = scorer.image(image_embedding[None])[0]
+        row = score_row(scorer, image_probs, image_embedding, text_embedding, use)
         answers.append(
             ProductPrediction(
                 label_set.attribute or label_set.name,
