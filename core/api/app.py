@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI
 from core.api import health
 from core.api.deps import require_key
 from core.api.errors import add_error_handlers
-from core.api.limits import MAX_BODY_BYTES, MAX_IN_FLIGHT, LimitsMiddleware
+from core.api.limits import MAX_BODY_BYTES, MAX_IN_FLIGHT, InFlight, LimitsMiddleware
 from core.api.model import ModelService
 from core.config import Settings, load_settings
 
@@ -47,7 +47,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings, app.state.service = settings, service
-    app.add_middleware(LimitsMiddleware, max_body=max_body, max_in_flight=max_in_flight)
+    app.state.in_flight = InFlight()
+    app.add_middleware(
+        LimitsMiddleware,
+        max_body=max_body,
+        max_in_flight=max_in_flight,
+        in_flight=app.state.in_flight,
+    )
     add_error_handlers(app)
     _add_routes(app)
     return app

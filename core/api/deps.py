@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from core.api.model import ModelService
 from core.api.security import key_matches
@@ -19,8 +20,15 @@ def service_of(request: Request) -> ModelService:
     return request.app.state.service
 
 
-def require_key(request: Request) -> None:
-    """401 unless the request carries a valid bearer key (when keys are set)."""
+_BEARER = HTTPBearer(auto_error=False, description="One of the keys in CLIPLAB_API_KEYS.")
+
+
+def require_key(
+    request: Request,
+    _credentials: HTTPAuthorizationCredentials | None = Depends(_BEARER),  # noqa: B008
+) -> None:
+    """401 unless the request carries a valid bearer key (when keys are set). The bearer
+    scheme is declared so the interactive docs offer an Authorize button."""
     if not key_matches(request.headers.get("authorization"), settings_of(request).api_keys):
         raise HTTPException(
             status_code=401,

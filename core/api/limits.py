@@ -19,8 +19,12 @@ RETRY_AFTER_SECONDS = 1
 EXEMPT_PATHS = {"/v1/health"}
 
 
-class BodyTooLarge(Exception):
-    """The request body passed the limit."""
+class InFlight:
+    """How many requests are being served now (the app keeps one, so health and tests can
+    read it)."""
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 async def _answer(send: Send, status: int, detail: str, headers: list | None = None) -> None:
@@ -34,10 +38,14 @@ class LimitsMiddleware:
     """Refuses bodies over `max_body` (413) and requests beyond `max_in_flight` (503)."""
 
     def __init__(
-        self, app: App, max_body: int = MAX_BODY_BYTES, max_in_flight: int = MAX_IN_FLIGHT
+        self,
+        app: App,
+        max_body: int = MAX_BODY_BYTES,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.app, self.max_body, self.max_in_flight = app, max_body, max_in_flight
-        self.in_flight = 0
+        self.in_flight = in_flight or InFlight()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in EXEMPT_PATHS:
@@ -46,37 +54,46 @@ class LimitsMiddleware:
         if self._declared_length(scope) > self.max_body:
             await _answer(send, 413, self._too_large())
             return
-        if self.in_flight >= self.max_in_flight:
+        if self.in_flight.count >= self.max_in_flight:
             retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
             await _answer(send, 503, "The server is busy; try again in a second.", retry)
             return
-        self.in_flight += 1
+        self.in_flight.count += 1
         try:
             await self._counted(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            self.in_flight.count -= 1
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        received, started = 0, False
+        """Run the app, counting the body as it arrives: past the limit, answer 413 (unless a
+        response has begun), tell the app the client has gone, and drop what it sends."""
+        received, started, refused = 0, False, False
 
         async def counting_receive() -> dict:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_body:
-                raise BodyTooLarge
+                if not started:
+                    await _answer(send, 413, self._too_large())
+                refused = True
+                return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: dict) -> None:
             nonlocal started
+            if refused:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _answer(send, 413, self._too_large())
+        except Exception:
+            if not refused:
+                raise
 
     def _declared_length(self, scope: Scope) -> int:
         for name, value in scope.get("headers", ()):
@@ -88,4 +105,6 @@ class LimitsMiddleware:
         return 0
 
     def _too_large(self) -> str:
-        return f"The request body is larger than {self.max_body // (1024 * 1024)} MB."
+        limit = self.max_body
+        size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit:,} bytes"
+        return f"The request body is larger than {size}, the most this server accepts."
