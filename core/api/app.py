@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI
 
 from core.api import health
 from core.api.deps import require_key
-from core.api.errors import add_error_handlers
+from core.api.errors import ERROR_RESPONSES, add_error_handlers
 from core.api.limits import MAX_BODY_BYTES, MAX_IN_FLIGHT, InFlight, LimitsMiddleware
 from core.api.model import ModelService
 from core.config import Settings, load_settings
@@ -63,7 +63,9 @@ def _add_routes(app: FastAPI) -> None:
     app.include_router(health.router, prefix="/v1")
     protected = [Depends(require_key)]
     for router in _protected_routers():
-        app.include_router(router, prefix="/v1", dependencies=protected)
+        app.include_router(
+            router, prefix="/v1", dependencies=protected, responses=ERROR_RESPONSES
+        )
 
 
 def _protected_routers() -> list:

@@ -8,11 +8,32 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from core.api.model import ModelUnavailable
 from core.errors import UserError
 
 LOG = logging.getLogger("cliplab.api")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: one sentence saying what is wrong and, where it helps, what to do."""
+
+    detail: str
+
+
+ERROR_RESPONSES: dict[int | str, dict] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "The request cannot be done as given (the sentence says why).",
+        401: "No valid API key (CLIPLAB_API_KEYS is set).",
+        404: "What the request names does not exist.",
+        409: "Not possible in the current state (e.g. the job is running).",
+        413: "The request body is too large.",
+        422: "The request does not match this endpoint's description.",
+        503: "Busy or the model is loading: retry after Retry-After seconds.",
+    }.items()
+}
 
 
 class NotFound(UserError):
