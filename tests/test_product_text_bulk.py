@@ -458,6 +458,11 @@ def test_the_bulk_page_starts_a_text_job_and_shows_what_decided(app_env, image_s
     [editor] = at.data_editor
     assert {"image_category", "text_category"} <= set(editor.value.columns)
     assert any("Rows whose image failed (4)" in h.value for h in at.subheader)
+    at.number_input(key="bulk_gallery_count").set_value(24).run()
+    no_picture = [c.value for c in at.caption if c.value.startswith("No picture (")]
+    assert len(no_picture) == 4 and "labelled from its text" in no_picture[0]  # not broken
+    likes = [b for b in at.button if b.key and b.key.startswith("bulk_gallery_like_")]
+    assert len(likes) == 16  # nothing to look like without an image
 
 
 def test_the_bulk_page_labels_every_attribute_of_a_trained_model(

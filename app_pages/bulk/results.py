@@ -72,16 +72,16 @@ def show_gallery(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> Non
     st.caption(f"{plural(len(rows), 'product')}; click Open to enlarge one and correct it.")
     grid = st.columns(6)
     searchable = read_meta(folder.path) is not None  # the Search tab shows look-alikes
+    errors = results["error"] if "error" in results.columns else None
     for index, item in enumerate(rows.head(shown).itertuples(index=False)):
+        image_error = str(errors.iloc[item.row]) if errors is not None else ""
         with grid[index % 6]:
-            source = thumbnail_source(item.image)
-            if source:
-                st.image(source, width="stretch")
+            show_picture(item.image, image_error)
             st.caption(f"{item.category} · {item.confidence:.0%}")
             if st.button("Open", key=f"bulk_gallery_open_{item.row}"):
                 model_label = results["predicted_category"].iloc[item.row]
-                enlarge(folder, spec, item._asdict(), model_label)
-            if searchable:
+                enlarge(folder, spec, {**item._asdict(), "error": image_error}, model_label)
+            if searchable and not image_error:  # no image, nothing to look like
                 st.button(
                     "More like this",
                     key=f"bulk_gallery_like_{item.row}",
@@ -90,12 +90,21 @@ def show_gallery(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> Non
                 )
 
 
+def show_picture(image: str, image_error: str = "") -> None:
+    """A product's picture; for a row labelled from its text because its image failed, what
+    went wrong instead of a broken picture."""
+    if image_error:
+        st.caption(f"No picture ({image_error}): labelled from its text.")
+        return
+    source = thumbnail_source(image)
+    if source:
+        st.image(source, width="stretch")
+
+
 @st.dialog("Product", width="large")
 def enlarge(folder: JobFolder, spec: JobSpec, item: dict, model_label: str) -> None:
     """One product large, with its category to correct."""
-    source = thumbnail_source(item["image"])
-    if source:
-        st.image(source, width="stretch")
+    show_picture(item["image"], item.get("error", ""))
     st.caption(f"Row {item['row'] + 1} · confidence {item['confidence']:.1%} · {item['image']}")
     labels = list(spec.label_sets[0].labels)
     current = labels.index(item["category"]) if item["category"] in labels else 0
