@@ -11,7 +11,8 @@ from app_pages.widgets.labels import saved_label_set
 from app_pages.widgets.model_picker import loaded_classifier
 from app_pages.widgets.prediction import show_prediction
 from app_pages.widgets.product_views import show_product_predictions
-from core.engine.fusion import DEFAULT_TEXT_WEIGHT
+from core.engine.classifier import ClipClassifier
+from core.engine.fusion import DEFAULT_TEXT_WEIGHT, reads_text, weighs_text
 from core.engine.probe import ClassMismatchError
 from core.engine.product_prediction import own_label_sets, predict_product
 from core.fetch.examples import example_categories, example_names
@@ -47,8 +48,12 @@ def typed_labels() -> LabelSet | None:
     return LabelSet("labels", tuple(labels), tuple(templates))
 
 
-def product_text_input() -> tuple[str, float]:
-    """The optional product title/description and, when given, the weight of the text."""
+def product_text_input(model: ClipClassifier | None) -> tuple[str, float]:
+    """The optional product title/description and, when given, the weight of the text (for a
+    zero-shot model: a trained one weighs them itself, or cannot read text at all)."""
+    if model is not None and not reads_text(model):
+        st.caption("This model was trained on images only: it does not read product text.")
+        return "", DEFAULT_TEXT_WEIGHT
     text = st.text_area(
         "Product title / description (optional)",
         key="single_text",
@@ -57,7 +62,9 @@ def product_text_input() -> tuple[str, float]:
         help="CLIP reads about 77 tokens of it (some 50 words): put the most telling words first.",
     ).strip()
     weight = DEFAULT_TEXT_WEIGHT
-    if text:
+    if text and model is not None and not weighs_text(model):
+        st.caption("This model was trained on image and text together: it weighs them itself.")
+    elif text:
         weight = st.slider(
             "Weight of the text against the image",
             0.0,
@@ -90,7 +97,8 @@ classifier = loaded_classifier()
 image_column, labels_column = st.columns(2, gap="large")
 with labels_column:
     own = classifier.classes if classifier is not None else None
-    sources = [OWN, TYPED, SAVED] if own else [TYPED, SAVED]
+    several = classifier is not None and len(classifier.attributes) > 1
+    sources = [OWN] if several else [OWN, TYPED, SAVED] if own else [TYPED, SAVED]
     model_name = classifier.name if classifier is not None else None
     if st.session_state.get("single_model_seen") != model_name:
         st.session_state["single_model_seen"] = model_name  # a newly chosen model: its
@@ -108,7 +116,7 @@ with labels_column:
         label_sets = (label_set,) if label_set is not None else None
 with image_column:
     image, description = image_input("single")
-    text, text_weight = product_text_input()
+    text, text_weight = product_text_input(classifier)
 
 if classifier is None:
     st.info("No model is loaded yet: see the message in the sidebar, then choose a model.")

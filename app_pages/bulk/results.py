@@ -149,7 +149,7 @@ def bar_chart(counts: pd.Series, axis: str, title: str, key: str) -> None:
     )
     figure.update_layout(
         yaxis={"autorange": "reversed", "dtick": 1, "automargin": True},
-        height=120 + 24 * len(counts),
+        height=max(260, 140 + 30 * len(counts)),  # room for a few bars with their names
     )
     st.plotly_chart(figure, key=key)
 
@@ -160,7 +160,7 @@ def show_failures(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> No
     summary = error_summary(results, spec.url_column)
     if summary.empty:
         return
-    if spec.text_use.active:
+    if labels_from_text(spec):
         st.subheader(f"Rows whose image failed ({int(summary['rows'].sum()):,})")
         st.caption(
             "A row with product text is labelled from its text when its image fails, and keeps "
@@ -187,9 +187,14 @@ def show_failures(folder: JobFolder, spec: JobSpec, results: pd.DataFrame) -> No
         finally:
             fetcher.close()
         forget_review_edits(folder)
-        now = "have their image" if spec.text_use.active else "are labelled"
+        now = "have their image" if labels_from_text(spec) else "are labelled"
         st.toast(f"{outcome.fixed:,} of {outcome.retried:,} failed rows {now} now.")
         st.rerun()
+
+
+def labels_from_text(spec: JobSpec) -> bool:
+    """Whether a row whose image failed may have been labelled from its text."""
+    return spec.text_use.active and spec.text_mode != "image"
 
 
 def retry_fetcher(classifier: ClipClassifier) -> ImageFetcher:

@@ -19,6 +19,7 @@ from core.engine.fusion import (
     TextUse,
     TextUseError,
     check_text_model,
+    weighs_text,
 )
 from core.engine.trained_models import trained_text_columns
 
@@ -58,7 +59,9 @@ def product_text_choice(
         return TextUse()
     name = st.radio("Label from", list(MODES), index=2, horizontal=True, key="bulk_text_mode")
     weight = DEFAULT_TEXT_WEIGHT
-    if MODES[name] == "both":
+    if MODES[name] == "both" and not weighs_text(classifier):
+        st.caption("This model was trained on image and text together: it weighs them itself.")
+    elif MODES[name] == "both":
         weight = st.slider(
             "Weight of the text", 0.0, 1.0, DEFAULT_TEXT_WEIGHT, 0.05, key="bulk_text_weight"
         )
@@ -86,6 +89,8 @@ def describe_text_use(spec: JobSpec) -> str:
 def show_decided_by(results: pd.DataFrame, spec: JobSpec) -> None:
     """How many rows the image and the text agreed on, and how many each side decided (the
     first label set's)."""
+    if spec.text_mode != "both":  # one side decides every row by choice: nothing to count
+        return
     counts = results["decided_by"].value_counts()
     st.markdown(f"**What decided each row** ({spec.label_sets[0].name})")
     shown = [

@@ -151,9 +151,16 @@ def show_class_counts(path: str, columns: ColumnChoice) -> LabelledData | None:
     for number, (name, place) in enumerate(zip(columns.labels, charts, strict=True)):
         with place:
             class_counts_chart(data, number, name)
+    classes = (
+        plural(len(data.classes), "class", "classes")
+        if len(columns.labels) == 1
+        else ", ".join(
+            f"{plural(len(data.attribute_classes(n)), 'class', 'classes')} of {name}"
+            for n, name in enumerate(columns.labels)
+        )
+    )
     st.caption(
-        f"{plural(len(data.items), 'labelled image')} in "
-        f"{plural(len(data.classes), 'class', 'classes')}"
+        f"{plural(len(data.items), 'labelled image')} in {classes}"
         + (f"; {data.with_text:,} with product text" if columns.texts else "")
         + (
             f"; {data.skipped:,} rows without an image or label are left out."
@@ -162,9 +169,10 @@ def show_class_counts(path: str, columns: ColumnChoice) -> LabelledData | None:
         )
     )
     small = data.small_classes()
-    if small:
+    if small and len(columns.labels) == 1:  # several attributes fold rare classes instead
         st.warning(
-            f"{len(small)} classes have fewer than {MIN_IMAGES_PER_CLASS} images "
+            f"{plural(len(small), 'class has', 'classes have')} fewer than "
+            f"{MIN_IMAGES_PER_CLASS} images "
             f"({short_list(small, 10)}): too few to learn "
             "them well or to judge them on the validation split."
         )

@@ -74,7 +74,8 @@ def live_job(job: FinetuneFolder) -> None:
     where = ""
     if state.steps_total:
         where = f" · epoch {state.epoch}/{state.epochs} · step {state.step}/{state.steps_total}"
-    st.progress(min(done, 1.0), text=f"{state.status}: {state.message}{where}{left}")
+    doing = f"{state.status}: {state.message}" if state.message else state.status
+    st.progress(min(done, 1.0), text=f"{doing}{where}{left}")
     training_charts(job)
     if st.button("Cancel", key="ft_cancel"):
         job.request_cancel()

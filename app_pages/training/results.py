@@ -166,10 +166,16 @@ def show_text_weights(attribute: dict, number: int) -> None:
         yaxis=dict(range=[0, 1], tickformat=".0%"),
     )
     st.plotly_chart(figure, key=f"ft_text_weights_{number}")
+    advice = (
+        "the titles do not help zero-shot labelling here: label from the image"
+        if best["weight"] == 0
+        else "use it for zero-shot bulk jobs on this catalogue (Bulk CSV's text weight, or "
+        "classify --text-weight); one weight serves a whole job, so with several attributes "
+        "favour the one that matters most"
+    )
     st.caption(
-        f"On these validation images zero-shot labelling does best with a text weight of "
-        f"{best['weight']:g} ({best['accuracy']:.0%}): use it for bulk jobs on this catalogue "
-        "(Bulk CSV's text weight, or classify --text-weight)."
+        f"On these validation images zero-shot labelling of '{attribute['name']}' does best "
+        f"with a text weight of {best['weight']:g} ({best['accuracy']:.0%}): {advice}."
     )
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from core.cli.common import CliError, label_sets, load_model, refuse_truncation_twins
 from core.config import Settings, load_settings
-from core.engine.fusion import single_product_text
+from core.engine.fusion import check_text_model, single_product_text
 from core.engine.images import MAX_IMAGE_BYTES, ImageDecodeError, is_http_url, read_image_file
 from core.errors import UserError, clip_text
 
@@ -43,6 +43,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     image = _load_image(args.image, settings)
     classifier = load_model(model_name, settings, preload=False)  # one forward pass reads them
     refuse_truncation_twins(classifier, sets)
+    try:
+        check_text_model(classifier, use)
+    except UserError as exc:
+        raise CliError(str(exc)) from None
     from core.engine.product_prediction import predict_product
 
     answers = predict_product(classifier, image, sets, text, args.text_weight)

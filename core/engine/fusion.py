@@ -86,15 +86,25 @@ def set_scorer(classifier: ClipClassifier, label_set: LabelSet) -> SetScorer:
 
 
 def check_text_model(classifier: ClipClassifier, use: TextUse) -> None:
-    """Refuse text modes a trained model cannot serve, in one sentence."""
-    probe = classifier.probe
-    if not use.active or probe is None:
-        return
-    if use.mode == "text" and any(a.text_head is None for a in probe.attributes):
+    """Refuse product text for a trained model that cannot read it, in one sentence."""
+    if use.active and not reads_text(classifier):
         raise TextUseError(
-            f"Model '{classifier.name}' was trained on images only: it cannot label from text; "
-            "use mode 'image', or a zero-shot model."
+            f"Model '{classifier.name}' was trained on images only: it cannot read product "
+            "text; leave the text out, or use a zero-shot model or one trained with a text column."
         )
+
+
+def reads_text(classifier: ClipClassifier) -> bool:
+    """Whether the model can use product text: any zero-shot model, and trained models with a
+    text head for every attribute."""
+    probe = classifier.probe
+    return probe is None or all(a.text_head is not None for a in probe.attributes)
+
+
+def weighs_text(classifier: ClipClassifier) -> bool:
+    """Whether a text weight means anything for the model: zero-shot fusion weighs the two
+    scores; a head trained on image and text weighs them itself."""
+    return classifier.probe is None
 
 
 @dataclass(frozen=True)
@@ -145,16 +155,16 @@ def score_row(
 def decided_by(
     predicted: torch.Tensor | None, image: torch.Tensor | None, text: torch.Tensor | None
 ) -> str:
-    """Which side decided the label: AGREE when image and text put the same label first; else
-    the side whose first label it is; else (fusion chose a label neither put first) the side
-    that gave it the higher probability."""
+    """Which side decided the label: AGREE when it is the label both image and text put
+    first; else the side whose first label it is; else (a label neither put first: fusion, or a
+    head trained on both, weighed them) the side that gave it the higher probability."""
     if predicted is None:
         return ""
     if image is None or text is None:
         return IMAGE if text is None else TEXT
     winner = int(predicted.argmax())
     image_top, text_top = int(image.argmax()), int(text.argmax())
-    if image_top == text_top:
+    if image_top == text_top == winner:
         return AGREE
     if winner in (image_top, text_top):
         return IMAGE if winner == image_top else TEXT
