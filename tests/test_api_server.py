@@ -152,10 +152,12 @@ def test_bodies_over_the_limit_are_refused_declared_or_streamed(settings):
 
         streamed = client.post("/v1/echo", content=chunks())
         small = client.post("/v1/echo", json={"count": 3})
+        upload = client.post("/v1/jobs", files={"file": ("in.csv", b"image_url\n" + b"x" * 2000)})
     assert declared.status_code == streamed.status_code == 413
     expected = "The request body is larger than 1,000 bytes, the most this server accepts."
     assert declared.json()["detail"] == streamed.json()["detail"] == expected
     assert small.json() == {"count": 3}
+    assert upload.status_code == 400  # a job's CSV may be larger: read, then refused for its rows
 
 
 def test_requests_beyond_the_bound_in_flight_get_503_with_retry_after(settings):

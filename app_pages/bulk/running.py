@@ -8,7 +8,7 @@ import streamlit as st
 from app_pages.widgets.model_picker import require_classifier
 from app_pages.widgets.settings import app_settings
 from core.bulk.jobs import JobFolder, JobSpec, JobState
-from core.bulk.runner import BackgroundJobs
+from core.bulk.runner import BackgroundJobs, server_fetch_options
 from core.engine.classifier import ClipClassifier
 from core.fetch.download import FetchOptions
 
@@ -23,7 +23,7 @@ def background_jobs() -> BackgroundJobs:
 
 def job_fetch_options(classifier: ClipClassifier) -> FetchOptions:
     """Download options for bulk jobs: JPEGs decoded at reduced scale (the model sees 224 px)."""
-    return FetchOptions.from_settings(app_settings(), min_size=classifier.input_size)
+    return server_fetch_options(app_settings(), classifier)
 
 
 def progress_text(state: JobState) -> str:

@@ -7,12 +7,13 @@ background and shared through its micro-batcher.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from core.api import health
+from core.api import health, job_files, jobs, label_sets, models
 from core.api.deps import require_key
 from core.api.errors import ERROR_RESPONSES, add_error_handlers
 from core.api.limits import MAX_BODY_BYTES, MAX_IN_FLIGHT, InFlight, LimitsMiddleware
@@ -38,6 +39,7 @@ def create_app(
         if service.classifier is None and service.error is None:
             service.start()
         yield
+        await asyncio.to_thread(jobs.shutdown_jobs, _app)  # running jobs stop, resumable
 
     app = FastAPI(
         title="CLIP Labeler API",
@@ -70,4 +72,4 @@ def _add_routes(app: FastAPI) -> None:
 
 def _protected_routers() -> list:
     """The routers behind the keys (each endpoint group in its own module)."""
-    return []
+    return [label_sets.router, models.router, jobs.router, job_files.router]

@@ -14,6 +14,8 @@ Send = Callable[[dict], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # an image (20 MB at most) in a form, with room to spare
+MAX_UPLOAD_BYTES = 512 * 1024 * 1024  # a bulk job's CSV (spooled to disk, not held in memory)
+UPLOAD_PATHS = {("POST", "/v1/jobs")}
 MAX_IN_FLIGHT = 64
 RETRY_AFTER_SECONDS = 1
 EXEMPT_PATHS = {"/v1/health"}
@@ -51,8 +53,9 @@ class LimitsMiddleware:
         if scope["type"] != "http" or scope.get("path") in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
-        if self._declared_length(scope) > self.max_body:
-            await _answer(send, 413, self._too_large())
+        limit = self._limit(scope)
+        if self._declared_length(scope) > limit:
+            await _answer(send, 413, self._too_large(limit))
             return
         if self.in_flight.count >= self.max_in_flight:
             retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
@@ -60,11 +63,11 @@ class LimitsMiddleware:
             return
         self.in_flight.count += 1
         try:
-            await self._counted(scope, receive, send)
+            await self._counted(scope, receive, send, limit)
         finally:
             self.in_flight.count -= 1
 
-    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         """Run the app, counting the body as it arrives: past the limit, answer 413 (unless a
         response has begun), tell the app the client has gone, and drop what it sends."""
         received, started, refused = 0, False, False
@@ -75,9 +78,9 @@ class LimitsMiddleware:
                 return {"type": "http.disconnect"}
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_body:
+            if received > limit:
                 if not started:
-                    await _answer(send, 413, self._too_large())
+                    await _answer(send, 413, self._too_large(limit))
                 refused = True
                 return {"type": "http.disconnect"}
             return message
@@ -104,7 +107,11 @@ class LimitsMiddleware:
                     return 0
         return 0
 
-    def _too_large(self) -> str:
-        limit = self.max_body
+    def _limit(self, scope: Scope) -> int:
+        """The most this request may send: a bulk job's CSV upload may be larger."""
+        upload = (scope.get("method"), scope.get("path")) in UPLOAD_PATHS
+        return max(self.max_body, MAX_UPLOAD_BYTES) if upload else self.max_body
+
+    def _too_large(self, limit: int) -> str:
         size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit:,} bytes"
         return f"The request body is larger than {size}, the most this server accepts."

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from core.bulk.jobs import JobFolder, JobState
 from core.bulk.pipeline import BulkJob
+from core.config import Settings
 from core.engine.classifier import ClipClassifier
 from core.errors import UserError
 from core.fetch.download import FetchOptions, ImageFetcher
 
 LOG = logging.getLogger("cliplab.jobs")
+
+
+def server_fetch_options(settings: Settings, classifier: ClipClassifier) -> FetchOptions:
+    """Download options for a job a server runs (the web app, the HTTP API): URLs only, never
+    local paths, private addresses as the settings say, and JPEGs decoded at reduced scale
+    (the model sees `input_size` pixels)."""
+    return FetchOptions.from_settings(settings, min_size=classifier.input_size)
 
 
 class BackgroundJobs:
@@ -76,6 +85,17 @@ class BackgroundJobs:
             entry = self._running.get(str(folder.path))
         if entry is not None:
             entry[0].join(timeout)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Ask every running job to stop after its rows in progress, and wait up to `timeout`
+        seconds in all for them (a server shutting down leaves them stopped, resumable)."""
+        with self._lock:
+            entries = list(self._running.values())
+        for _thread, stop in entries:
+            stop.set()
+        deadline = time.monotonic() + timeout
+        for thread, _stop in entries:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _run(
