@@ -70,3 +70,17 @@ def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Pat
     monkeypatch.setenv("CLIPLAB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CLIPLAB_ALLOW_PRIVATE_URLS", "1")
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def api_service(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The API's model service on the tiny model, loaded once for every API test."""
+    from core.api.model import ModelService
+    from core.config import Settings
+
+    data = tmp_path_factory.mktemp("api-service-data")
+    service = ModelService(Settings(model=str(tiny_model_dir), device="cpu", data_dir=data))
+    service.start()
+    service.ready()
+    yield service
+    service.close()
