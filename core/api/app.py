@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from core.api import health, job_files, jobs, label_sets, models
+from core.api import health, job_files, jobs, label_sets, models, predict
 from core.api.deps import require_key
 from core.api.errors import ERROR_RESPONSES, add_error_handlers
 from core.api.limits import MAX_BODY_BYTES, MAX_IN_FLIGHT, InFlight, LimitsMiddleware
@@ -40,6 +40,7 @@ def create_app(
             service.start()
         yield
         await asyncio.to_thread(jobs.shutdown_jobs, _app)  # running jobs stop, resumable
+        predict.close_predictor(_app)
 
     app = FastAPI(
         title="CLIP Labeler API",
@@ -72,4 +73,4 @@ def _add_routes(app: FastAPI) -> None:
 
 def _protected_routers() -> list:
     """The routers behind the keys (each endpoint group in its own module)."""
-    return [label_sets.router, models.router, jobs.router, job_files.router]
+    return [predict.router, label_sets.router, models.router, jobs.router, job_files.router]

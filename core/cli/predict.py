@@ -70,31 +70,17 @@ def _json_answer(
     text: str,
 ) -> dict:
     """The --json document: the first set's (or attribute's) top-k as `top`, as always; with
-    text, each side's own top-k and what decided; with attributes, every attribute's."""
+    text, each side's own top-k and what decided; with attributes, every attribute's (the same
+    shape as the API's answer)."""
+    from core.engine.product_prediction import prediction_views
 
-    def top(ranked: list[LabelScore] | None) -> list[dict] | None:
-        if ranked is None:
-            return None
-        return [{"label": item.label, "score": item.score} for item in ranked[: args.top_k]]
-
-    def views(answer: ProductPrediction) -> dict:
-        found: dict = {"top": top(answer.ranked)}
-        if text:
-            found.update(
-                image_top=top(answer.image), text_top=top(answer.text), decided_by=answer.decided_by
-            )
-        return found
-
-    document = {
+    return {
         "image": args.image,
         "model": model_name,
         "device": str(classifier.device),
         "seconds": round(answers[-1].seconds, 4),
-        **views(answers[0]),
+        **prediction_views(answers, args.top_k, bool(text)),
     }
-    if len(answers) > 1:
-        document["attributes"] = {answer.name: views(answer) for answer in answers}
-    return document
 
 
 def _print_answer(answer: ProductPrediction, k: int, text: str) -> None:

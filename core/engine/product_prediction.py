@@ -74,6 +74,30 @@ def predict_from_embedding(
     return answers
 
 
+def prediction_views(answers: Sequence[ProductPrediction], top_k: int, with_text: bool) -> dict:
+    """The labels part of a predict answer (see the module docstring): the first answer's
+    top-k as `top`; with text each side's own and what decided; with several answers (a
+    model's attributes) every one's under `attributes`."""
+
+    def top(ranked: list[LabelScore] | None) -> list[dict] | None:
+        if ranked is None:
+            return None
+        return [{"label": item.label, "score": item.score} for item in ranked[:top_k]]
+
+    def views(answer: ProductPrediction) -> dict:
+        found: dict = {"top": top(answer.ranked)}
+        if with_text:
+            found.update(
+                image_top=top(answer.image), text_top=top(answer.text), decided_by=answer.decided_by
+            )
+        return found
+
+    document = views(answers[0])
+    if len(answers) > 1:
+        document["attributes"] = {answer.name: views(answer) for answer in answers}
+    return document
+
+
 def own_label_sets(classifier: ClipClassifier) -> tuple[LabelSet, ...]:
     """A trained model's own classes as label sets, one per attribute (() for zero-shot)."""
     return tuple(
