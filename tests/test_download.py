@@ -123,6 +123,18 @@ def test_second_fetch_comes_from_the_disk_cache(tmp_path, image_server):
     assert second.image.tobytes() == first.image.tobytes()
 
 
+def test_what_private_addresses_let_in_is_not_served_once_they_are_refused(
+    tmp_path, image_server
+):
+    url = image_server.url("/product.jpg")
+    assert make_fetcher(tmp_path).fetch(url).ok  # loopback allowed: fetched and cached
+    refusing = ImageFetcher(FetchOptions(cache_dir=tmp_path / "cache", allow_private_urls=False))
+    refused = refusing.fetch(url)
+    assert not refused.ok and not refused.from_cache
+    assert refused.error.startswith("refused: private address")
+    assert image_server.hits["/product.jpg"] == 1
+
+
 def test_failures_are_not_cached(tmp_path, image_server):
     cached = make_fetcher(tmp_path)
     cached.fetch(image_server.url("/page.html"))

@@ -303,16 +303,22 @@ class ImageFetcher:
                 raise FetchError(f"not an image ({content_type})") from exc
             raise FetchError(str(exc)) from exc
 
+    def _cache_key(self, url: str) -> str:
+        """The cache's key for `url`. Images fetched while private addresses were allowed are
+        kept apart, so turning that setting off also hides what it let in."""
+        return f"private-allowed:{url}" if self.options.allow_private_urls else url
+
     def _read_cache(self, url: str) -> Image.Image | None:
-        if self.cache is None or (data := self.cache.read(url)) is None:
+        key = self._cache_key(url)
+        if self.cache is None or (data := self.cache.read(key)) is None:
             return None
         try:
             return decode_image(data, min_size=self.options.min_size)
         except ImageDecodeError:
-            self.cache.discard(url)
+            self.cache.discard(key)
             return None
 
     def _write_cache(self, url: str, data: bytes) -> None:
         """Keep validated bytes for a later fetch of the same URL."""
         if self.cache is not None:
-            self.cache.write(url, data)
+            self.cache.write(self._cache_key(url), data)
