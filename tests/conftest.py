@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from core.engine.classifier import ClipClassifier
 from core.engine.loading import load_classifier, quiet_library_logging
 from tests.image_server import ImageServer  # noqa: E402
+from tests.images import image_bytes  # noqa: E402
 from tests.tiny_clip import build_tiny_clip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,15 +74,41 @@ def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Pat
     return tmp_path / "data"
 
 
-@pytest.fixture(scope="session")
-def api_service(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The API's model service on the tiny model, loaded once for every API test."""
-    from core.api.model import ModelService
-    from core.config import Settings
+@pytest.fixture
+def labels_file(tmp_path: Path) -> Path:
+    """Six product labels in a .txt file."""
+    path = tmp_path / "labels.txt"
+    path.write_text("sneakers\nhandbag\nwristwatch\ndress\nscarf\nbelt\n", encoding="utf-8")
+    return path
 
-    data = tmp_path_factory.mktemp("api-service-data")
-    service = ModelService(Settings(model=str(tiny_model_dir), device="cpu", data_dir=data))
+
+@pytest.fixture
+def image_file(tmp_path: Path) -> Path:
+    """A solid blue PNG product image on disk."""
+    path = tmp_path / "product.png"
+    path.write_bytes(image_bytes("PNG", color=(30, 90, 200)))
+    return path
+
+
+@contextmanager
+def loaded_api_service(settings):  # noqa: ANN001, ANN201 - core.api is imported lazily
+    """An API model service with its model loaded, closed at the end."""
+    from core.api.model import ModelService
+
+    service = ModelService(settings)
     service.start()
     service.ready()
     yield service
     service.close()
+
+
+@pytest.fixture(scope="session")
+def api_service(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The API's model service on the tiny model, loaded once for every API test."""
+    from core.config import Settings
+
+    data = tmp_path_factory.mktemp("api-service-data")
+    with loaded_api_service(
+        Settings(model=str(tiny_model_dir), device="cpu", data_dir=data)
+    ) as service:
+        yield service

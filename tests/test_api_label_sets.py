@@ -38,14 +38,9 @@ def api_app(settings: Settings, service: ModelService) -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def service(tiny_model_dir, tmp_path_factory):
-    """The tiny model, loaded once for the module's apps."""
-    data = tmp_path_factory.mktemp("service-data")
-    loaded = ModelService(Settings(model=str(tiny_model_dir), device="cpu", data_dir=data))
-    loaded.start()
-    loaded.ready()
-    yield loaded
-    loaded.close()
+def service(api_service):
+    """The tiny model, loaded once for every API test (conftest's api_service)."""
+    return api_service
 
 
 @pytest.fixture

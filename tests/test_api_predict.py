@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from core.api.model import ModelService
 from core.cli.main import main
 from core.config import Settings
 from tests.attribute_models import ATTRIBUTES, save_attribute_model
+from tests.conftest import loaded_api_service
 
 KEY = "predict-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -60,16 +61,6 @@ def keyed_settings(model: str, data_dir: Path) -> Settings:
     return Settings(
         model=model, device="cpu", data_dir=data_dir, allow_private_urls=True, api_keys=(KEY,)
     )
-
-
-@contextmanager
-def loaded_service(settings: Settings) -> Iterator[ModelService]:
-    """A model service with its model loaded, closed at the end."""
-    service = ModelService(settings)
-    service.start()
-    service.ready()
-    yield service
-    service.close()
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +178,7 @@ def test_product_text_adds_each_sides_ranking_and_what_decided(client, image_ser
 def test_a_model_of_several_attributes_labels_every_one(tiny_model_dir, tmp_path, image_server):
     save_attribute_model(tmp_path, tiny_model_dir)
     settings = keyed_settings("catalogue", tmp_path)
-    with loaded_service(settings) as service:
+    with loaded_api_service(settings) as service:
         with TestClient(predict_app(settings, service)) as client:
             url = image_server.url("/red.png")
             found = client.post("/v1/predict", json={"image_url": url}, headers=AUTH)

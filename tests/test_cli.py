@@ -14,7 +14,6 @@ from core.cli.classify import _cli_job_folder
 from core.config import load_settings
 from core.engine.label_embedding_cache import LabelEmbeddingCache
 from tests.conftest import ROOT
-from tests.images import image_bytes
 
 
 def run_cli(*args, env_extra=None):
@@ -32,20 +31,6 @@ def run_cli(*args, env_extra=None):
 def run_classify(source, output, *labels_and_options):
     """`python -m core classify --input SOURCE --output OUTPUT ...` (labels given as options)."""
     return run_cli("classify", "--input", str(source), "--output", str(output), *labels_and_options)
-
-
-@pytest.fixture
-def labels_file(tmp_path):
-    path = tmp_path / "labels.txt"
-    path.write_text("sneakers\nhandbag\nwristwatch\ndress\nscarf\nbelt\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def image_file(tmp_path):
-    path = tmp_path / "product.png"
-    path.write_bytes(image_bytes("PNG", color=(30, 90, 200)))
-    return path
 
 
 def test_predict_prints_the_top_k_table(app_env, labels_file, image_file):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.images import image_bytes
-from tests.test_cli import labels_file, run_classify, run_cli  # noqa: F401 - fixture
+from tests.test_cli import run_classify, run_cli
 
 
 def read_rows(path):
@@ -35,7 +35,7 @@ def photos(tmp_path):
 
 
 def test_classify_labels_every_image_under_a_folder_in_sorted_order(
-    app_env, photos, labels_file, tmp_path  # noqa: F811 - fixture
+    app_env, photos, labels_file, tmp_path
 ):
     output = tmp_path / "out.csv"
     done = run_classify(photos, output, "--labels", str(labels_file), "--batch-size", "2")
@@ -51,7 +51,7 @@ def test_classify_labels_every_image_under_a_folder_in_sorted_order(
 
 
 def test_a_folder_job_resumes_and_a_changed_folder_is_refused(
-    app_env, photos, labels_file, tmp_path  # noqa: F811 - fixture
+    app_env, photos, labels_file, tmp_path
 ):
     output = tmp_path / "out.csv"
     first = run_classify(photos, output, "--labels", str(labels_file))
@@ -67,7 +67,7 @@ def test_a_folder_job_resumes_and_a_changed_folder_is_refused(
     assert fresh.returncode == 0 and "Labelled 6 rows" in fresh.stderr
 
 
-def test_a_folder_without_images_is_one_sentence(app_env, labels_file, tmp_path):  # noqa: F811
+def test_a_folder_without_images_is_one_sentence(app_env, labels_file, tmp_path):
     empty = tmp_path / "docs"
     empty.mkdir()
     (empty / "readme.txt").write_text("nothing to see")
@@ -78,7 +78,7 @@ def test_a_folder_without_images_is_one_sentence(app_env, labels_file, tmp_path)
 
 
 def test_classify_reads_local_paths_in_the_image_column(
-    app_env, photos, labels_file, tmp_path, image_server  # noqa: F811 - fixture
+    app_env, photos, labels_file, tmp_path, image_server
 ):
     products = tmp_path / "products.csv"
     products.write_text(

@@ -14,25 +14,10 @@ from core.engine.loading import load_classifier
 from core.engine.product_prediction import own_label_sets, predict_product
 from core.labels.label_set import LabelSet
 from tests.attribute_models import ATTRIBUTES, save_attribute_model
-from tests.images import image_bytes
 from tests.test_app_single_image import chart_spec, give_url, set_labels, start_app
 from tests.test_cli import run_cli
 
 LABELS = ["sneakers", "handbag", "wristwatch", "dress", "scarf"]
-
-
-@pytest.fixture
-def labels_file(tmp_path):
-    path = tmp_path / "labels.txt"
-    path.write_text("\n".join(LABELS) + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def image_file(tmp_path):
-    path = tmp_path / "product.png"
-    path.write_bytes(image_bytes("PNG", color=(30, 90, 200)))
-    return path
 
 
 def test_image_text_and_fused_views_follow_their_definitions(classifier):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from core.bulk.jobs import list_jobs
-from tests.test_cli import bulk_csv, labels_file, run_classify, run_cli  # noqa: F401 - fixtures
+from tests.test_cli import bulk_csv, run_classify, run_cli  # noqa: F401 - fixture
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def scores(row):
 
 
 @pytest.fixture
-def labelled_job(app_env, bulk_csv, labels_file, tmp_path):  # noqa: F811 - fixtures
+def labelled_job(app_env, bulk_csv, labels_file, tmp_path):  # noqa: F811 - fixture
     done = run_classify(bulk_csv, tmp_path / "first.csv", "--labels", str(labels_file))
     assert done.returncode == 0, done.stderr
     [job] = list_jobs(app_env)

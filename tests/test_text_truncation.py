@@ -13,7 +13,7 @@ from core.engine.classifier import truncation_problem
 from core.labels.label_set import LabelSet
 from core.training.trainers import ContrastiveTrainer
 from tests.test_app_label_sets import label_sets_page, new_set
-from tests.test_cli import image_file, run_classify, run_cli  # noqa: F401 - fixture
+from tests.test_cli import run_classify, run_cli
 
 LONG = "an extremely detailed description of a product " * 4  # about 190 tokens here
 TWINS = [LONG + "in red", LONG + "in blue", "a short label"]
@@ -61,7 +61,7 @@ def twins_file(tmp_path):
 
 
 def test_the_command_line_refuses_labels_it_cannot_tell_apart(
-    app_env, twins_file, image_file, tmp_path  # noqa: F811 - fixture
+    app_env, twins_file, image_file, tmp_path
 ):
     done = run_cli("predict", str(image_file), "--labels", str(twins_file))
     assert done.returncode == 1
@@ -74,7 +74,7 @@ def test_the_command_line_refuses_labels_it_cannot_tell_apart(
 
 
 def test_a_long_label_that_stays_distinct_works_on_the_command_line(
-    app_env, image_file, tmp_path  # noqa: F811 - fixture
+    app_env, image_file, tmp_path
 ):
     labels = tmp_path / "long.txt"
     labels.write_text(f"{LONG}\nred\n", encoding="utf-8")
@@ -103,7 +103,7 @@ UNUSUAL = [
 
 
 def test_emoji_rtl_quotes_and_formula_like_labels_work_end_to_end(
-    app_env, image_file, tmp_path  # noqa: F811 - fixture
+    app_env, image_file, tmp_path
 ):
     labels = tmp_path / "unusual.txt"
     labels.write_text("\n".join(UNUSUAL) + "\n", encoding="utf-8")
