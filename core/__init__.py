@@ -11,6 +11,7 @@ never those below; nothing in core imports Streamlit or app_pages):
 - `embeddings`: image embeddings stored beside a job's results, and what needs only them;
 - `bulk`: CSV and folder jobs: input, job folders, the streaming pipeline, review, retries;
 - `training`: linear probes and CLIP fine-tuning as background jobs, with metrics;
+- `spark`: bulk labelling and fine-tuning on Apache Spark (optional pyspark);
 - `api`: the HTTP API (FastAPI) over the same functions, for other programs;
 - `cli`: `python -m core`, one module per command.
 

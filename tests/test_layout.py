@@ -24,8 +24,11 @@ ALLOWED = {
     "embeddings": {"top", "engine", "embeddings"},
     "bulk": {"top", "labels", "engine", "fetch", "embeddings", "bulk"},
     "training": {"top", "labels", "engine", "fetch", "embeddings", "bulk", "training"},
+    "spark": {"top", "labels", "engine", "fetch", "embeddings", "bulk", "training", "spark"},
     "api": {"top", "labels", "engine", "fetch", "embeddings", "bulk", "training", "api"},
-    "cli": {"top", "labels", "engine", "fetch", "embeddings", "bulk", "training", "api", "cli"},
+    "cli": {
+        "top", "labels", "engine", "fetch", "embeddings", "bulk", "training", "spark", "api", "cli"
+    },
 }
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 400

@@ -1,0 +1,152 @@
+"""Starting and stopping a Spark session the way these jobs need it.
+
+Local masters (`local`, `local[N]`, `local[*]`) are made offline, quiet and quick to start: the
+driver binds to 127.0.0.1 only, no web UI, an in-memory catalogue, scratch folders under a
+temporary folder of our own, and JVM flags that halve the start-up (../shared/SPARK.md). On a
+cluster the driver keeps Spark's own networking and the project ships itself to the executors
+(a zip of core/ added with addPyFile) unless it is installed there already.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import UserError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+MASTER_ENV = "CLIPLAB_SPARK_MASTER"
+INSTALL_HINT = (
+    "Spark support is not installed; add it with `pip install -r requirements-spark.txt` "
+    "(it needs Java 17) and run again."
+)
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:-UsePerfData"
+
+
+class SparkUnavailable(UserError, RuntimeError):
+    """pyspark (or Java) is missing; the message says how to add it."""
+
+
+def require_pyspark() -> None:
+    """SparkUnavailable (one sentence) unless pyspark can be imported."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise SparkUnavailable(INSTALL_HINT) from None
+
+
+def is_local(master: str) -> bool:
+    """Whether `master` runs Spark inside this machine (local, local[N], local[*])."""
+    return master == "local" or master.startswith("local[")
+
+
+def session_config(master: str, scratch: Path) -> dict[str, str]:
+    """The Spark settings for `master`, with scratch folders under `scratch`."""
+    config = {
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.catalogImplementation": "in-memory",
+        "spark.sql.warehouse.dir": str(scratch / "warehouse"),
+        "spark.local.dir": str(scratch / "local"),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.python.worker.reuse": "true",  # one model load per Python worker, not per task
+        "spark.executorEnv.OMP_NUM_THREADS": "1",
+        "spark.driver.extraJavaOptions": (
+            f"{_FAST_JVM} -Djava.io.tmpdir={scratch} -Dderby.system.home={scratch}"
+        ),
+    }
+    if is_local(master):
+        config |= {
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "4",
+        }
+    return config
+
+
+def _prepare_environment(master: str, scratch: Path) -> None:
+    """What the JVM and its Python workers inherit: this Python (workers otherwise run the
+    system's, without torch), the project on PYTHONPATH, and for local masters loopback only and
+    temporary files (torchrun's too) in our scratch folder."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(PROJECT_ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *paths])
+    if is_local(master):
+        os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+        os.environ["TMPDIR"] = str(scratch)
+
+
+def project_zip(folder: Path) -> Path:
+    """core/ as a zip for executors that do not have the project installed."""
+    target = folder / "cliplab_core.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted((PROJECT_ROOT / "core").rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                archive.write(path, path.relative_to(PROJECT_ROOT))
+    return target
+
+
+def start_session(master: str, scratch: Path, app_name: str = "CLIP Labeler") -> SparkSession:
+    """A Spark session on `master` (see the module's notes); SparkUnavailable without pyspark or
+    Java."""
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise SparkUnavailable("Spark needs Java 17; install it (e.g. openjdk-17-jre-headless).")
+    scratch.mkdir(parents=True, exist_ok=True)
+    _prepare_environment(master, scratch)
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in session_config(master, scratch).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    if not is_local(master):
+        session.sparkContext.addPyFile(str(project_zip(scratch)))
+    return session
+
+
+def stop_session(session: SparkSession) -> None:
+    """Stop the session and its JVM (spark.stop() alone leaves the JVM alive a few seconds)."""
+    from pyspark import SparkContext
+
+    gateway: Any = SparkContext._gateway
+    session.stop()
+    if gateway is None:
+        return
+    process = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    if process is not None:
+        try:
+            process.stdin.close()
+            process.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - a JVM that will not end is killed
+            process.kill()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+
+
+@contextmanager
+def spark_session(master: str, app_name: str = "CLIP Labeler") -> Iterator[SparkSession]:
+    """A session for one command: started, then stopped with its scratch folder removed."""
+    scratch = Path(tempfile.mkdtemp(prefix="cliplab-spark-"))
+    try:
+        session = start_session(master, scratch, app_name)
+        try:
+            yield session
+        finally:
+            stop_session(session)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
