@@ -36,6 +36,7 @@ class Settings:
     image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB
     precision: str = "auto"  # auto: fp16 on CUDA, fp32 elsewhere; bf16 pays off on AMX CPUs
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # bearer keys; never printed
+    spark_master: str = ""  # where `--spark` jobs run by default, and the pages offer Spark
 
     @property
     def image_cache_dir(self) -> Path:
@@ -94,4 +95,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         precision=precision,
         api_keys=tuple(k.strip() for k in env.get("CLIPLAB_API_KEYS", "").split(",") if k.strip()),
+        spark_master=env.get("CLIPLAB_SPARK_MASTER", "").strip(),
     )

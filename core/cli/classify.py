@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.bulk.csv_input import check_text_columns, inspect_csv
+from core.bulk.csv_input import CsvInfo, check_text_columns, inspect_csv
 from core.bulk.jobs import (
     JobFolder,
     JobSpec,
@@ -45,10 +45,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
     """Label every row of a CSV of image URLs or paths, or every image under a folder;
     resumable; progress with tqdm."""
     settings = load_settings()
+    if args.spark is not None or args.retry_failed:
+        from core.cli.classify_spark import cmd_classify_spark
+
+        return cmd_classify_spark(args, settings)
+    if not args.input:
+        raise CliError("--input must be given: a CSV of image URLs or a folder of images.")
     if (args.batch_size is not None and args.batch_size < 1) or args.workers < 1 or args.top_k < 1:
         raise CliError("--batch-size, --workers and --top-k must be at least 1.")
     source, output = Path(args.input), Path(args.output)
-    text = _text_use(args)
+    text = text_use(args)
     folder = _cli_job_folder(settings, source, output)
     if source.is_dir():
         if text.active:
@@ -63,7 +69,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         label_sets=label_sets(args.labels, args.template, settings, args.model or settings.model),
         model=args.model or settings.model,
         top_k=args.top_k,
-        batch_size=args.batch_size or _default_batch_size(settings),
+        batch_size=args.batch_size or default_device_batch_size(settings),
         workers=args.workers,
         text_columns=text.columns,
         text_mode=text.mode,
@@ -103,7 +109,7 @@ def _decided_note(folder: JobFolder) -> str:
     )
 
 
-def _default_batch_size(settings: Settings) -> int:
+def default_device_batch_size(settings: Settings) -> int:
     """The batch size for the device the model will run on (CLIPLAB_DEVICE)."""
     from core.engine.device import resolve_device
 
@@ -125,7 +131,7 @@ def _same_job(old: JobSpec, new: JobSpec, batch_size_chosen: bool) -> bool:
     return strip(old) == strip(new)
 
 
-def _text_use(args: argparse.Namespace) -> TextUse:
+def text_use(args: argparse.Namespace) -> TextUse:
     """--text-column (each once, in the order given), --text-mode (default: both with text
     columns, else image) and --text-weight, checked."""
     columns = tuple(dict.fromkeys(args.text_column or ()))
@@ -141,18 +147,25 @@ def _text_use(args: argparse.Namespace) -> TextUse:
 def _url_column(input_csv: Path, chosen: str | None, text_columns: tuple[str, ...] = ()) -> str:
     """The CSV's column of image URLs or paths: --url-column, else detected; the product text
     columns must be other columns of it, in a file whose text can be read for sure."""
-    info = inspect_csv(input_csv)
+    return pick_url_column(inspect_csv(input_csv), chosen, text_columns, f"'{input_csv}'")
+
+
+def pick_url_column(
+    info: CsvInfo, chosen: str | None, text_columns: tuple[str, ...], described_as: str
+) -> str:
+    """The input's column of image URLs or paths (--url-column, else detected), with the
+    product-text columns checked against it."""
     url_column = chosen or info.url_column
     if url_column is None:
         raise CliError(
-            f"No column of image URLs found in '{input_csv}'; name it with --url-column "
+            f"No column of image URLs found in {described_as}; name it with --url-column "
             f"(columns: {', '.join(info.columns)})."
         )
     if url_column not in info.columns:
         raise CliError(
-            f"Column '{url_column}' is not in '{input_csv}' (columns: {', '.join(info.columns)})."
+            f"Column '{url_column}' is not in {described_as} (columns: {', '.join(info.columns)})."
         )
-    check_text_columns(info, url_column, text_columns, f"'{input_csv}'")
+    check_text_columns(info, url_column, text_columns, described_as)
     return url_column
 
 

@@ -77,7 +77,9 @@ def add_predict_arguments(commands: argparse._SubParsersAction) -> None:
 def add_classify_arguments(commands: argparse._SubParsersAction) -> None:
     """`classify --input IN --labels LABELS --output OUT [...] [--resume]`."""
     classify = commands.add_parser("classify", help="label every row of a CSV of image URLs")
-    classify.add_argument("--input", required=True, help="CSV with a column of image URLs")
+    classify.add_argument(
+        "--input", help="CSV with a column of image URLs (on Spark: CSV or Parquet, any path)"
+    )
     classify.add_argument(
         "--labels",
         action="append",
@@ -113,7 +115,28 @@ def add_classify_arguments(commands: argparse._SubParsersAction) -> None:
     classify.add_argument(
         "--text-weight", type=float, default=DEFAULT_TEXT_WEIGHT, help=TEXT_WEIGHT_HELP
     )
+    add_spark_classify_arguments(classify)
     classify.set_defaults(handler=cmd_classify)
+
+
+def add_spark_classify_arguments(classify: argparse.ArgumentParser) -> None:
+    """`classify --spark [MASTER] [--partitions N] [--retry-failed PREVIOUS_OUT]`."""
+    classify.add_argument(
+        "--spark",
+        nargs="?",
+        const="",
+        metavar="MASTER",
+        help="run on Apache Spark: local[2], spark://host:7077, yarn... (alone: "
+        "CLIPLAB_SPARK_MASTER); writes a Parquet folder, and a CSV too when --output ends in .csv",
+    )
+    classify.add_argument(
+        "--partitions", type=int, help="Spark: partitions to spread the rows over (default: auto)"
+    )
+    classify.add_argument(
+        "--retry-failed",
+        metavar="PREVIOUS_OUT",
+        help="Spark: label again only the rows of a previous output that failed, merged back",
+    )
 
 
 def add_finetune_arguments(commands: argparse._SubParsersAction) -> None:

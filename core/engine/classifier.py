@@ -131,6 +131,12 @@ class ClipClassifier:
         """Whether encode_labels would answer from its caches, without running the text tower."""
         return self.text_side.has_embeddings(labels, templates)
 
+    def remember_label_embeddings(
+        self, labels: Sequence[str], templates: Sequence[str], embeddings: torch.Tensor
+    ) -> None:
+        """Answer encode_labels(labels, templates) with `embeddings`, encoded elsewhere."""
+        self.text_side.remember(labels, templates, embeddings)
+
     def encode_labels(
         self, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
     ) -> torch.Tensor:

@@ -109,6 +109,16 @@ class TextSide:
             disk_key = self._disk_key(template_prompts(labels, templates), len(templates))
             return disk_key is not None and self.disk_cache.path_for(disk_key).is_file()
 
+    def remember(
+        self, labels: Sequence[str], templates: Sequence[str], embeddings: torch.Tensor
+    ) -> None:
+        """Keep label embeddings encoded elsewhere (by a Spark driver, for its workers), so
+        encode_labels answers them from memory without running the text tower."""
+        with self._lock:
+            self._cache[(tuple(labels), tuple(templates))] = embeddings
+            if len(self._cache) > _LABEL_CACHE_SIZE:
+                self._cache.popitem(last=False)
+
     def encode_labels(self, labels: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
         """One L2-normalised embedding per label, the mean over all templates (CLIP ensembling),
         cached per (labels, templates)."""

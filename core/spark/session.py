@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,16 @@ INSTALL_HINT = (
 )
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _FAST_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:-UsePerfData"
+_QUIET_LOG4J = """rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = stderr
+logger.repl.name = org.apache.spark.repl.Main
+logger.repl.level = error
+appender.console.type = Console
+appender.console.name = stderr
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
+"""
 
 
 class SparkUnavailable(UserError, RuntimeError):
@@ -51,7 +62,10 @@ def is_local(master: str) -> bool:
 
 
 def session_config(master: str, scratch: Path) -> dict[str, str]:
-    """The Spark settings for `master`, with scratch folders under `scratch`."""
+    """The Spark settings for `master`, with scratch folders under `scratch` (and the driver's
+    log4j settings there: errors only, so a command's output is its own)."""
+    log_config = scratch / "log4j2.properties"
+    log_config.write_text(_QUIET_LOG4J, encoding="utf-8")
     config = {
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.catalogImplementation": "in-memory",
@@ -61,7 +75,8 @@ def session_config(master: str, scratch: Path) -> dict[str, str]:
         "spark.python.worker.reuse": "true",  # one model load per Python worker, not per task
         "spark.executorEnv.OMP_NUM_THREADS": "1",
         "spark.driver.extraJavaOptions": (
-            f"{_FAST_JVM} -Djava.io.tmpdir={scratch} -Dderby.system.home={scratch}"
+            f"{_FAST_JVM} -Djava.io.tmpdir={scratch} -Dderby.system.home={scratch} "
+            f"-Dlog4j2.configurationFile={log_config.as_uri()}"
         ),
     }
     if is_local(master):
@@ -102,6 +117,8 @@ def start_session(master: str, scratch: Path, app_name: str = "CLIP Labeler") ->
     """A Spark session on `master` (see the module's notes); SparkUnavailable without pyspark or
     Java."""
     require_pyspark()
+    # pyspark 4.3 warns that pandas 3 is not fully supported yet; what we use of it works.
+    warnings.filterwarnings("ignore", message=".*pandas >= 3.0.0.*", category=FutureWarning)
     from pyspark.sql import SparkSession
 
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
