@@ -14,15 +14,15 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.bulk.csv_input import CsvInfo, check_text_columns, inspect_csv
+from core.bulk.csv_input import inspect_csv
 from core.bulk.jobs import (
     JobFolder,
     JobSpec,
     JobState,
-    default_batch_size,
     jobs_root,
     running_elsewhere,
 )
+from core.cli.bulk_options import default_device_batch_size, pick_url_column, text_use
 from core.cli.common import (
     CliError,
     label_sets,
@@ -31,7 +31,7 @@ from core.cli.common import (
     refuse_truncation_twins,
 )
 from core.config import Settings, load_settings
-from core.engine.fusion import TextUse, check_text_model
+from core.engine.fusion import check_text_model
 from core.engine.trained_models import trained_text_columns
 from core.errors import plural
 from core.spreadsheet_safety import copy_csv_neutralised
@@ -109,13 +109,6 @@ def _decided_note(folder: JobFolder) -> str:
     )
 
 
-def default_device_batch_size(settings: Settings) -> int:
-    """The batch size for the device the model will run on (CLIPLAB_DEVICE)."""
-    from core.engine.device import resolve_device
-
-    return default_batch_size(resolve_device(settings.device).type)
-
-
 def _cli_job_folder(settings: Settings, input_csv: Path, output: Path) -> JobFolder:
     """The job folder of this input/output pair, so that --resume finds it again."""
     key = f"{input_csv.resolve()}\n{output.resolve()}".encode()
@@ -131,42 +124,10 @@ def _same_job(old: JobSpec, new: JobSpec, batch_size_chosen: bool) -> bool:
     return strip(old) == strip(new)
 
 
-def text_use(args: argparse.Namespace) -> TextUse:
-    """--text-column (each once, in the order given), --text-mode (default: both with text
-    columns, else image) and --text-weight, checked."""
-    columns = tuple(dict.fromkeys(args.text_column or ()))
-    mode = args.text_mode or ("both" if columns else "image")
-    if mode != "image" and not columns:
-        raise CliError(
-            f"--text-mode {mode} needs --text-column: the column with each product's title or "
-            "description."
-        )
-    return TextUse(columns, mode, args.text_weight).checked()
-
-
 def _url_column(input_csv: Path, chosen: str | None, text_columns: tuple[str, ...] = ()) -> str:
     """The CSV's column of image URLs or paths: --url-column, else detected; the product text
     columns must be other columns of it, in a file whose text can be read for sure."""
     return pick_url_column(inspect_csv(input_csv), chosen, text_columns, f"'{input_csv}'")
-
-
-def pick_url_column(
-    info: CsvInfo, chosen: str | None, text_columns: tuple[str, ...], described_as: str
-) -> str:
-    """The input's column of image URLs or paths (--url-column, else detected), with the
-    product-text columns checked against it."""
-    url_column = chosen or info.url_column
-    if url_column is None:
-        raise CliError(
-            f"No column of image URLs found in {described_as}; name it with --url-column "
-            f"(columns: {', '.join(info.columns)})."
-        )
-    if url_column not in info.columns:
-        raise CliError(
-            f"Column '{url_column}' is not in {described_as} (columns: {', '.join(info.columns)})."
-        )
-    check_text_columns(info, url_column, text_columns, described_as)
-    return url_column
 
 
 def _folder_input(

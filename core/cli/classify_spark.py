@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from core.bulk.columns import OutputLayout
 from core.bulk.jobs import JobSpec
-from core.cli.classify import default_device_batch_size, pick_url_column, text_use
+from core.cli.bulk_options import default_device_batch_size, pick_url_column, text_use
 from core.cli.common import CliError, label_sets, load_model, refuse_truncation_twins
 from core.config import Settings
 from core.engine.fusion import check_text_model
