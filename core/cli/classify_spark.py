@@ -8,19 +8,32 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from core.bulk.columns import OutputLayout
 from core.bulk.jobs import JobSpec
 from core.cli.bulk_options import default_device_batch_size, pick_url_column, text_use
-from core.cli.common import CliError, label_sets, load_model, refuse_truncation_twins
+from core.cli.common import (
+    CliError,
+    label_sets,
+    load_model,
+    progress_bar,
+    refuse_truncation_twins,
+)
 from core.config import Settings
 from core.engine.fusion import check_text_model
 from core.errors import plural
 from core.spark.session import MASTER_ENV, require_pyspark
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from core.engine.classifier import ClipClassifier
     from core.spark.bulk_job import SparkRun
+    from core.spark.outputs import OutputPaths
 
 _RETRY_KEEPS = ("--labels", "--model", "--url-column", "--text-column", "--template")
 
@@ -43,24 +56,50 @@ def cmd_classify_spark(args: argparse.Namespace, settings: Settings) -> int:
     classifier = load_model(spec.model, settings)  # refusals come before Spark starts
     refuse_truncation_twins(classifier, spec.label_sets)
     check_text_model(classifier, spec.text_use)
-    with spark_session(master) as spark:
+    with spark_session(master) as spark, _progress(spark):
         if args.retry_failed:
             job = SparkBulkJob(spark, spec, settings, classifier, args.partitions)
             run = job.retry(args.retry_failed, paths)
         else:
-            from core.spark.input_frame import read_input
-
-            data = read_input(spark, args.input)
-            url_column = pick_url_column(
-                data.info, args.url_column, spec.text_columns, f"'{args.input}'"
-            )
-            spec = JobSpec(**{**spec.__dict__, "url_column": url_column})
-            header = OutputLayout(spec.label_sets, spec.text_use.active).header(data.info.columns)
-            kept = tuple(c for c in data.info.columns if c in header)
-            job = SparkBulkJob(spark, spec, settings, classifier, args.partitions)
-            run = job.run(data.frame, kept, data.info.rows, paths)
+            run = _label_input(spark, args, spec, settings, classifier, paths)
     _summary(run, master)
     return 0
+
+
+def _label_input(
+    spark: SparkSession,
+    args: argparse.Namespace,
+    spec: JobSpec,
+    settings: Settings,
+    classifier: ClipClassifier,
+    paths: OutputPaths,
+) -> SparkRun:
+    """Read --input, choose its image column, label every row."""
+    from core.spark.bulk_job import SparkBulkJob
+    from core.spark.input_frame import read_input
+
+    data = read_input(spark, args.input)
+    url_column = pick_url_column(data.info, args.url_column, spec.text_columns, f"'{args.input}'")
+    spec = replace(spec, url_column=url_column)
+    header = OutputLayout(spec.label_sets, spec.text_use.active).header(data.info.columns)
+    kept = tuple(c for c in data.info.columns if c in header)
+    job = SparkBulkJob(spark, spec, settings, classifier, args.partitions)
+    return job.run(data.frame, kept, data.info.rows, paths)
+
+
+@contextmanager
+def _progress(spark: SparkSession) -> Iterator[None]:
+    """A tqdm bar of the running stages' tasks (each a partition of rows)."""
+    from core.spark.progress import watch_tasks
+
+    with progress_bar("spark tasks", "task", None) as bar:
+
+        def show(done: int, total: int) -> None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        with watch_tasks(spark.sparkContext, show):
+            yield
 
 
 def _master(args: argparse.Namespace, settings: Settings) -> str:
