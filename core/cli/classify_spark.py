@@ -50,17 +50,15 @@ def cmd_classify_spark(args: argparse.Namespace, settings: Settings) -> int:
     paths = OutputPaths.for_output(args.output)
     check_writable(paths, args.retry_failed)
     if args.retry_failed:
-        spec = JobSpec.from_dict(read_job_record(args.retry_failed)["spec"])
-    else:
-        spec = _new_spec(args, settings)
-    classifier = load_model(spec.model, settings)  # refusals come before Spark starts
-    refuse_truncation_twins(classifier, spec.label_sets)
-    check_text_model(classifier, spec.text_use)
-    with spark_session(master) as spark, _progress(spark):
-        if args.retry_failed:
+        with spark_session(master) as spark, _progress(spark):
+            spec = JobSpec.from_dict(read_job_record(spark, args.retry_failed)["spec"])
+            classifier = _checked_model(spec, settings)
             job = SparkBulkJob(spark, spec, settings, classifier, args.partitions)
             run = job.retry(args.retry_failed, paths)
-        else:
+    else:
+        spec = _new_spec(args, settings)
+        classifier = _checked_model(spec, settings)  # refusals come before Spark starts
+        with spark_session(master) as spark, _progress(spark):
             run = _label_input(spark, args, spec, settings, classifier, paths)
     _summary(run, master)
     return 0
@@ -100,6 +98,14 @@ def _progress(spark: SparkSession) -> Iterator[None]:
 
         with watch_tasks(spark.sparkContext, show):
             yield
+
+
+def _checked_model(spec: JobSpec, settings: Settings) -> ClipClassifier:
+    """The job's model, once it is known to label the job's sets (and text) as asked."""
+    classifier = load_model(spec.model, settings)
+    refuse_truncation_twins(classifier, spec.label_sets)
+    check_text_model(classifier, spec.text_use)
+    return classifier
 
 
 def _master(args: argparse.Namespace, settings: Settings) -> str:

@@ -116,7 +116,7 @@ class SparkBulkJob:
         from pyspark.sql import functions as F
 
         started = time.perf_counter()
-        record = read_job_record(previous)
+        record = read_job_record(self.spark, previous)
         kept = tuple(record["kept"])
         done = self.spark.read.parquet(previous)
         failed_rows = (F.col(_CATEGORY).isNull()) | (F.col(_CATEGORY) == "")

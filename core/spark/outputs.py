@@ -1,7 +1,8 @@
 """Where a Spark job's output goes and how: a Parquet folder (every output column, row_index and
-the image embeddings), a record of the job beside it (`_cliplab_job.json`: what retry-failed
-needs; Spark's readers skip files that start with an underscore), and, when the output is named
-*.csv, a single CSV with the single-machine job's columns and cells, in input order.
+the image embeddings), a record of the job inside it (`_cliplab_job/`, one line of JSON written
+through Spark, so it works on any file system Spark writes to; Spark's readers skip names that
+start with an underscore), and, when the output is named *.csv, a single CSV with the
+single-machine job's columns and cells, in input order.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from core.errors import UserError
 from core.spark.input_frame import local_path
 from core.spark.job import EMBEDDING, ROW_INDEX, confidence_columns
 from core.spreadsheet_safety import neutralise
-from core.storage import atomic_write_json
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-JOB_RECORD = "_cliplab_job.json"
+JOB_RECORD = "_cliplab_job"
 
 
 class SparkOutputError(UserError, ValueError):
@@ -60,23 +60,29 @@ def check_writable(paths: OutputPaths, previous: str | None = None) -> None:
         )
     if folder is None or not folder.exists():
         return
-    ours = (folder / JOB_RECORD).is_file() or (folder.is_dir() and not any(folder.iterdir()))
+    ours = (folder / JOB_RECORD).is_dir() or (folder.is_dir() and not any(folder.iterdir()))
     if not ours:
         raise SparkOutputError(
             f"'{paths.parquet}' exists and is not an output of this tool; choose another --output."
         )
 
 
-def read_job_record(previous: str) -> dict:
+def read_job_record(spark: SparkSession, previous: str) -> dict:
     """The record of the job that wrote `previous` (SparkOutputError when there is none)."""
-    folder = local_path(previous)
-    record = folder / JOB_RECORD if folder is not None else None
-    if record is None or not record.is_file():
+    local = local_path(previous)
+    if local is not None and not (local / JOB_RECORD).is_dir():
         raise SparkOutputError(
             f"'{previous}' is not an output of `classify --spark` (no {JOB_RECORD} in it); give "
             "the Parquet folder a Spark job wrote."
         )
-    return json.loads(record.read_text(encoding="utf-8"))
+    lines = spark.read.text(f"{previous.rstrip('/')}/{JOB_RECORD}").collect()
+    return json.loads(lines[0].value)
+
+
+def _write_job_record(spark: SparkSession, parquet: str, record: dict) -> None:
+    """The job's record inside its output folder, as one line of text."""
+    line = spark.createDataFrame([(json.dumps(record),)], "value STRING")
+    line.coalesce(1).write.mode("overwrite").text(f"{parquet.rstrip('/')}/{JOB_RECORD}")
 
 
 def write_outputs(
@@ -95,10 +101,8 @@ def write_outputs(
     category = F.col(OUTPUT_COLUMNS[0])
     rows = written.count()
     failed = written.filter(category.isNull() | (category == "")).count()
-    folder = local_path(paths.parquet)
-    if folder is not None:
-        record = {"spec": spec.to_dict(), "kept": list(kept), "rows": rows, "failed": failed}
-        atomic_write_json(folder / JOB_RECORD, record)
+    record = {"spec": spec.to_dict(), "kept": list(kept), "rows": rows, "failed": failed}
+    _write_job_record(spark, paths.parquet, record)
     if paths.csv is not None:
         table = [c for c in columns if c not in (ROW_INDEX, EMBEDDING)]
         numbers = confidence_columns(table[len(kept) :])

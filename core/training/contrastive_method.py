@@ -3,13 +3,16 @@ pairs, epoch by epoch, judging each epoch on the validation split and stopping e
 longer improves; the saved model is the best epoch's weights.
 
 Its own unit so the epoch loop reads as its named steps: one epoch, one training step with its
-progress line, and the validation with the early-stopping decision.
+progress line, and the validation with the early-stopping decision. Fine-tuning on Spark
+(core/spark/distributed_training.py) runs this same loop on every rank, overriding only how a
+batch is trained, how the validation images are classified and how the trainer is made.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,8 @@ from core.training.trainers import ContrastiveTrainer, EarlyStopping, copy_model
 
 class ContrastiveMethod:
     """Trains a copy of the base model on the training examples' pixels."""
+
+    min_batch = 2  # the contrastive loss needs two images; smaller last batches are skipped
 
     def __init__(
         self,
@@ -45,15 +50,7 @@ class ContrastiveMethod:
         for the validation images."""
         spec, examples = self.spec, self.examples
         self.model = copy_model(self.base.model)
-        self.trainer = ContrastiveTrainer(
-            self.model,
-            self.base.processor.tokenizer,
-            self.base.device,
-            train=spec.train,
-            last_n=spec.last_n,
-            learning_rate=spec.learning_rate,
-            weight_decay=spec.weight_decay,
-        )
+        self.trainer = self._new_trainer()
         self.texts = [
             item.caption or render_prompt(spec.template, item.label) for item in examples.items
         ]
@@ -72,26 +69,46 @@ class ContrastiveMethod:
         self.trainer.restore_best()
         return self._classify_validation()
 
+    def _new_trainer(
+        self, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+    ) -> ContrastiveTrainer:
+        """The trainer of the copy, with the spec's settings (`wrap`: see ContrastiveTrainer)."""
+        spec = self.spec
+        return ContrastiveTrainer(
+            self.model,
+            self.base.processor.tokenizer,
+            self.base.device,
+            train=spec.train,
+            last_n=spec.last_n,
+            learning_rate=spec.learning_rate,
+            weight_decay=spec.weight_decay,
+            wrap=wrap,
+        )
+
     def _epoch(self, epoch: int, rng: random.Random) -> None:
-        """One pass over the training images in a shuffled order (a last batch of one image
-        is skipped: the contrastive loss needs two)."""
+        """One pass over the training images in a shuffled order (a last batch smaller than
+        `min_batch` is skipped)."""
         order = list(self.examples.train_idx)
         rng.shuffle(order)
         for start in range(0, len(order), self.spec.batch_size):
             self.tracker.check_cancel()
             batch = order[start : start + self.spec.batch_size]
-            if len(batch) < 2:
+            if len(batch) < self.min_batch:
                 continue
             self._step(epoch, batch)
 
     def _step(self, epoch: int, batch: list[int]) -> None:
         """One optimiser step on `batch`, then its progress line and state."""
-        loss = self.trainer.step(self.pixels[batch], [self.texts[i] for i in batch])
+        loss = self._train_step(batch)
         self.step += 1
         tracker, step = self.tracker, self.step
         left = tracker.elapsed() / step * (tracker.state.steps_total - step)
         tracker.log({"kind": "step", "epoch": epoch, "step": step, "loss": loss})
         tracker.save(epoch=epoch, step=step, loss=loss, seconds_left=left, message=f"Epoch {epoch}")
+
+    def _train_step(self, batch: list[int]) -> float:
+        """One optimiser step on the images `batch` indexes; returns its loss."""
+        return self.trainer.step(self.pixels[batch], [self.texts[i] for i in batch])
 
     def _validate(self, epoch: int, stopper: EarlyStopping) -> bool:
         """Judge the epoch on the validation images, remember the weights if they are the best

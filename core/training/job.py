@@ -63,6 +63,9 @@ class FinetuneSpec:
     allow_local_files: bool = False  # the command line may read image paths; the web page not
     data_name: str = ""  # what the data is to a person (an uploaded file's name), if not its path
     embeddings_job: str = ""  # a bulk job whose stored image embeddings a probe may train on
+    spark_master: str = ""  # train on Spark (TorchDistributor) on this master; "": this machine
+    num_processes: int = 1  # Spark: training processes (DistributedDataParallel ranks)
+    use_gpu: bool = False  # Spark: one GPU per process (nccl), else CPUs (gloo)
 
     def __post_init__(self) -> None:
         """Column lists as tuples (a list read from spec.json, or one column given alone)."""
@@ -101,6 +104,8 @@ class FinetuneSpec:
         self._check_columns()
         if self.method == "contrastive":
             self._check_contrastive()
+        if self.spark_master and self.num_processes < 1:
+            raise TrainingError("Train on Spark with at least 1 process.")
         if self.min_class_count < 1 or not 0.0 <= self.text_dropout < 1.0:
             raise TrainingError(
                 "The minimum class count must be at least 1 and the text dropout between 0 "

@@ -6,7 +6,10 @@ between steps, always leaving the folder readable.
 This module orchestrates; the parts live in their own modules: images.py (loading), baseline.py
 (embeddings and zero-shot), probe_method.py and contrastive_method.py (training), comparison.py
 (the per-attribute comparison and overall view), tracker.py (state, progress lines, cancel
-checks).
+checks). How the model is trained and the probe's images encoded can be handed in
+(TrainingMethods): fine-tuning on Spark (core/spark/finetune.py) runs this same orchestration
+with its distributed versions, so its job folder, metrics and saved model are those of a run on
+one machine.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -42,11 +46,29 @@ from core.training.tracker import Report, RunTracker
 from core.training.trainers import TrainingCancelled, TrainingError
 
 
+@dataclass(frozen=True)
+class TrainingMethods:
+    """What a run trains with: `contrastive` is made with ContrastiveMethod's arguments and
+    `probe_embeddings` encodes every image for the probe (embed_images' arguments); both run on
+    this machine unless core.spark hands in its distributed versions."""
+
+    contrastive: Callable[..., ContrastiveMethod] = ContrastiveMethod
+    probe_embeddings: Callable[
+        [ClipClassifier, torch.Tensor, Callable[[], None]], torch.Tensor
+    ] = embed_images
+
+
 class _Run:
     """One execution of a job folder."""
 
-    def __init__(self, folder: FinetuneFolder, settings: Settings, report: Report | None) -> None:
-        self.folder, self.settings = folder, settings
+    def __init__(
+        self,
+        folder: FinetuneFolder,
+        settings: Settings,
+        report: Report | None,
+        methods: TrainingMethods,
+    ) -> None:
+        self.folder, self.settings, self.methods = folder, settings, methods
         self.spec = folder.spec().checked()
         state = folder.state() or FinetuneState()
         state.pid, state.epochs = os.getpid(), self.spec.epochs
@@ -67,7 +89,7 @@ class _Run:
             )
             outcomes = method.train(data.folded)
         else:
-            method = ContrastiveMethod(tracker, spec, base, destination, examples, pixels)
+            method = self.methods.contrastive(tracker, spec, base, destination, examples, pixels)
             outcomes = [self._contrastive(method, base, examples, pixels)]
 
         result = self._result(data, examples, outcomes)
@@ -114,7 +136,10 @@ class _Run:
         check_cancel = self.tracker.check_cancel
         encoding = "Measuring zero-shot" if stored is not None else "Encoding images"
         self.tracker.save(status="evaluating", message=f"{encoding} with the base model")
-        images = stored if stored is not None else embed_images(base, pixels, check_cancel)
+        if stored is not None:
+            images = stored
+        else:
+            images = self.methods.probe_embeddings(base, pixels, check_cancel)
         if not self.spec.text_columns:
             return images, None
         self.tracker.save(message="Encoding the product texts")
@@ -206,10 +231,13 @@ def _figures(evaluation: dict) -> dict:
 
 
 def run_finetune(
-    folder: FinetuneFolder, settings: Settings, report: Report | None = None
+    folder: FinetuneFolder,
+    settings: Settings,
+    report: Report | None = None,
+    methods: TrainingMethods | None = None,
 ) -> FinetuneState:
     """Run the job to its end, cancellation or failure; the folder always ends readable."""
-    run = _Run(folder, settings, report)
+    run = _Run(folder, settings, report, methods or TrainingMethods())
     previous = signal.getsignal(signal.SIGTERM)
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:

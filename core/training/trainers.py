@@ -150,6 +150,22 @@ def contrastive_loss(
     return (image_loss + text_loss) / 2
 
 
+class ImageTextPairs(torch.nn.Module):
+    """A training step's forward pass as one module: image and text embeddings and the logit
+    scale (clamped as CLIP does), so that a DistributedDataParallel wrapper sees all of it."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, pixels: torch.Tensor, tokens: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images = self.model.get_image_features(pixel_values=pixels).pooler_output
+        text = self.model.get_text_features(**tokens).pooler_output
+        return images, text, self.model.logit_scale.exp().clamp(max=100.0)
+
+
 class ContrastiveTrainer:
     """Fine-tunes a CLIPModel in place; keeps a copy of the best weights seen."""
 
@@ -162,7 +178,10 @@ class ContrastiveTrainer:
         last_n: int = 2,
         learning_rate: float = 1e-5,
         weight_decay: float = 0.1,
+        wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
     ) -> None:
+        """`wrap` wraps the module of a training step (both towers and the temperature), once
+        the parameters to train are chosen: DistributedDataParallel on Spark."""
         self.model, self.tokenizer, self.device = model.to(device).float(), tokenizer, device
         self.trained = trainable_parameters(model, train, last_n)
         chosen = set(self.trained)
@@ -173,6 +192,8 @@ class ContrastiveTrainer:
         self.amp = device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.best_state: dict[str, torch.Tensor] | None = None
+        pairs = ImageTextPairs(self.model)
+        self.pairs = wrap(pairs) if wrap is not None else pairs
 
     def _tokens(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         tokens = self.tokenizer(
@@ -186,13 +207,9 @@ class ContrastiveTrainer:
 
     def step(self, pixels: torch.Tensor, texts: Sequence[str]) -> float:
         """One optimisation step on a batch; returns its loss."""
-        self.model.train()
+        self.pairs.train()
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-            images = self.model.get_image_features(
-                pixel_values=pixels.to(self.device)
-            ).pooler_output
-            text = self.model.get_text_features(**self._tokens(texts)).pooler_output
-            scale = self.model.logit_scale.exp().clamp(max=100.0)
+            images, text, scale = self.pairs(pixels.to(self.device), self._tokens(texts))
             loss = contrastive_loss(images.float(), text.float(), texts, scale)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

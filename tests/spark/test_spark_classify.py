@@ -216,7 +216,7 @@ def test_classify_on_spark_from_the_command_line_equals_the_single_machine_csv(
     assert "Labelled 24 rows (15 failed) on Spark local[2]" in done.stderr
     assert "over 3 partitions" in done.stderr
     assert (tmp_path / "spark.csv").read_bytes() == (tmp_path / "single.csv").read_bytes()
-    assert (tmp_path / "spark.parquet" / "_cliplab_job.json").is_file()
+    assert (tmp_path / "spark.parquet" / "_cliplab_job").is_dir()
 
 
 @pytest.mark.parametrize(
