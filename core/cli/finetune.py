@@ -1,8 +1,9 @@
 """`python -m core finetune --data D --image-column C --label-column L [--label-column L2 ...]
-[--text-column T ...] --name NAME`: train a linear probe (one head per label column, reading
-product text beside the image when given) or fine-tune CLIP, as a job folder the web page shows
-too; --job runs a folder the page has made already. Prints, per attribute, how every model
-compared on the validation split.
+[--text-column T ...] --name NAME [--spark MASTER --num-processes N [--use-gpu]]`: train a linear
+probe (one head per label column, reading product text beside the image when given) or
+fine-tune CLIP, as a job folder the web page shows too, on this machine or on Spark
+(core/spark/finetune.py); --job runs a folder the page has made already, where its spec says.
+Prints, per attribute, how every model compared on the validation split.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import TYPE_CHECKING
 
 from core.cli.common import CliError, progress_bar
 from core.config import Settings, load_settings
+from core.spark.session import require_pyspark
+
+DEFAULT_SPARK_PROCESSES = 2
 
 if TYPE_CHECKING:
     from core.training.job import FinetuneFolder, FinetuneSpec, FinetuneState
@@ -22,12 +26,28 @@ if TYPE_CHECKING:
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Train a linear probe or fine-tune CLIP; a job folder the web page shows too."""
     settings = load_settings()
+    _check_spark_flags(args)
     folder = _existing_job(args.job) if args.job else _new_job(args, settings)
     state = _run_with_progress(folder, settings)
     if state.status != "finished":
         raise CliError(f"Fine-tuning {state.status}: {state.message}")
     _print_result(folder)
     return 0
+
+
+def _check_spark_flags(args: argparse.Namespace) -> None:
+    """The Spark flags make sense together, and pyspark is there when Spark is asked for."""
+    if args.spark is None:
+        if args.num_processes is not None or args.use_gpu:
+            raise CliError("--num-processes and --use-gpu are for Spark; add --spark MASTER.")
+        return
+    if args.job:
+        raise CliError("--job runs with the job's own settings; leave out --spark.")
+    if not args.spark.strip():
+        raise CliError("--spark needs a master: local[2], spark://host:7077, yarn...")
+    if args.num_processes is not None and args.num_processes < 1:
+        raise CliError("--num-processes must be at least 1.")
+    require_pyspark()
 
 
 def _existing_job(path: str) -> FinetuneFolder:
@@ -92,6 +112,9 @@ def _spec(args: argparse.Namespace, settings: Settings) -> FinetuneSpec:
         patience=args.patience,
         template=args.template,
         allow_local_files=True,
+        spark_master=(args.spark or "").strip(),
+        num_processes=args.num_processes or (DEFAULT_SPARK_PROCESSES if args.spark else 1),
+        use_gpu=args.use_gpu,
     )
 
 
@@ -105,8 +128,12 @@ def _train_choice(value: str) -> tuple[str, int]:
 
 
 def _run_with_progress(folder: FinetuneFolder, settings: Settings) -> FinetuneState:
-    """Run the job to its end (torch is imported only now) with a tqdm bar of its steps."""
-    from core.training.run import run_finetune
+    """Run the job to its end (torch is imported only now), on Spark when its spec says so,
+    with a tqdm bar of its steps."""
+    if folder.spec().spark_master:
+        from core.spark.finetune import run_spark_finetune as run_finetune
+    else:
+        from core.training.run import run_finetune
 
     with progress_bar("fine-tuning", "step", 0) as bar:
 

@@ -186,7 +186,25 @@ def add_finetune_arguments(commands: argparse._SubParsersAction) -> None:
     )
     finetune.add_argument("--template", default="a photo of a {}.", help="text for each label")
     finetune.add_argument("--job", help=argparse.SUPPRESS)  # run an existing job folder (the page)
+    add_spark_finetune_arguments(finetune)
     finetune.set_defaults(handler=cmd_finetune)
+
+
+def add_spark_finetune_arguments(finetune: argparse.ArgumentParser) -> None:
+    """`finetune --spark MASTER [--num-processes N] [--use-gpu]`."""
+    finetune.add_argument(
+        "--spark",
+        metavar="MASTER",
+        help="train on Apache Spark with TorchDistributor: local[2], spark://host:7077, yarn...",
+    )
+    finetune.add_argument(
+        "--num-processes",
+        type=int,
+        help="Spark: training processes, each with a share of every batch (default 2)",
+    )
+    finetune.add_argument(
+        "--use-gpu", action="store_true", help="Spark: one GPU per process (nccl), not CPUs"
+    )
 
 
 def add_jobs_arguments(commands: argparse._SubParsersAction) -> None:

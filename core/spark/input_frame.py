@@ -5,8 +5,9 @@ the cluster is configured). A local CSV is first checked exactly as a single-mac
 it (core/bulk/csv_input.py: its encoding, separator and shape), and Spark then reads it with that
 encoding and separator; every column is read as text, missing cells as empty text.
 
-`row_index` numbers the rows 0..n-1 in input order without gathering them anywhere: each row's
-id within its input partition, plus the number of rows in the partitions before it.
+`row_index` numbers the rows 0..n-1 in input order (files in name order, each file's rows in
+order) without gathering them anywhere: each row's id within its file's chunk in its partition,
+plus the number of rows in the chunks before it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from core.spark.job import ROW_INDEX
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-_PART, _ID = "__cliplab_partition", "__cliplab_id"
+_FILE, _PART, _ID = "__cliplab_file", "__cliplab_partition", "__cliplab_id"
 _SPARK_ENCODINGS = {"utf-8-sig": "UTF-8", "latin-1": "ISO-8859-1", "utf-16": "UTF-16"}
 _SAMPLE_ROWS = 200
 
@@ -106,20 +107,25 @@ def _as_text(frame: DataFrame) -> DataFrame:
 
 
 def _with_row_index(frame: DataFrame) -> tuple[DataFrame, int]:
-    """`frame` with row_index first (0..n-1 in input order), and n."""
+    """`frame` with row_index first, and the number of rows. Input order is the files' in name
+    order, each file's rows in order. Rows are counted per chunk (the rows of one file in one
+    partition, whose ids are consecutive); each chunk's place follows from the chunks before
+    it, so no row is moved to number them."""
     from pyspark.sql import functions as F
 
-    tagged = frame.withColumn(_PART, F.spark_partition_id()).withColumn(
-        _ID, F.monotonically_increasing_id()
+    tagged = (
+        frame.withColumn(_FILE, F.input_file_name())
+        .withColumn(_PART, F.spark_partition_id())
+        .withColumn(_ID, F.monotonically_increasing_id())
     )
-    counts = dict(tagged.groupBy(_PART).count().collect())
-    offsets, total = [], 0
-    for part in sorted(counts):
-        offsets += [F.lit(part), F.lit(total)]
-        total += counts[part]
+    chunks = tagged.groupBy(_FILE, _PART).agg(F.count("*").alias("rows"), F.min(_ID).alias("first"))
+    shifts, total = [], 0
+    for chunk in sorted(chunks.collect(), key=lambda c: (c[_FILE], c["first"])):
+        shifts.append((chunk[_FILE], chunk[_PART], total - chunk["first"]))
+        total += chunk["rows"]
     if not total:
         return frame.withColumn(ROW_INDEX, F.lit(0).cast("long")), 0
-    start = F.create_map(*offsets)[F.col(_PART)]
-    within = F.col(_ID) - F.col(_PART).cast("long") * F.lit(1 << 33)
-    indexed = tagged.withColumn(ROW_INDEX, (start + within).cast("long"))
+    shift = frame.sparkSession.createDataFrame(shifts, f"{_FILE} STRING, {_PART} INT, shift LONG")
+    indexed = tagged.join(F.broadcast(shift), [_FILE, _PART])
+    indexed = indexed.withColumn(ROW_INDEX, F.col(_ID) + F.col("shift"))
     return indexed.select(ROW_INDEX, *[f"`{c}`" for c in frame.columns]), total

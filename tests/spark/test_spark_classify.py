@@ -250,3 +250,31 @@ def test_without_pyspark_spark_says_how_to_install_it(app_env, tmp_path, labels_
         "error: Spark support is not installed; add it with `pip install -r "
         "requirements-spark.txt` (it needs Java 17) and run again."
     )
+
+
+def test_row_index_follows_files_in_name_order_and_rows_in_file_order(spark, tmp_path):
+    folder = tmp_path / "catalogue.parquet"
+    folder.mkdir()
+    sizes, start = {"part-a": 5, "part-b": 4000, "part-c": 2}, 0
+    for name, size in sizes.items():  # Spark packs files by size, biggest first
+        frame = pd.DataFrame({"sku": range(start, start + size), "image_url": "x"})
+        frame.to_parquet(folder / f"{name}.parquet", row_group_size=500)
+        start += size
+    data = read_input(spark, str(folder))
+    assert data.info.rows == 4007 and data.info.columns == ["sku", "image_url"]
+    rows = data.frame.orderBy("row_index").toPandas()
+    assert rows["row_index"].tolist() == list(range(4007))
+    assert rows["sku"].tolist() == [str(i) for i in range(4007)]  # every column read as text
+
+
+def test_a_csv_is_read_on_spark_as_one_machine_reads_it(spark, tmp_path):
+    from core.bulk.csv_input import iter_rows
+
+    source = tmp_path / "semicolons.csv"
+    text = 'sku;title;image_url\n1;"Boots; brown\nleather";http://a/1.png\n2;;http://a/2.png\n'
+    source.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    data = read_input(spark, str(source))
+    assert data.info.columns == ["sku", "title", "image_url"]
+    assert data.info.url_column == "image_url"
+    rows = data.frame.orderBy("row_index").drop("row_index").toPandas().to_dict("records")
+    assert rows == list(iter_rows(source))
