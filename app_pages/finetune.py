@@ -39,8 +39,10 @@ def choose_job() -> FinetuneFolder | None:
 def show_job(job: FinetuneFolder) -> None:
     """A job's progress while it runs, else its result, or why it ended early."""
     spec, state = job.spec(), job.reconcile()
+    where = f" · on Spark {spec.spark_master}, {spec.num_processes} processes"
     st.caption(
         f"{spec.method} · model '{spec.name}' from {spec.base_model} · data {spec.data_label}"
+        f"{where if spec.spark_master else ''}"
     )
     if state is None or state.active:
         live_job(job)

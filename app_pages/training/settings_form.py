@@ -10,6 +10,7 @@ import streamlit as st
 from app_pages.training.data_choice import DATA_NAME_KEY, EMBEDDINGS_JOB_KEY, ColumnChoice
 from app_pages.training.probe_form import probe_settings, show_fold
 from app_pages.training.progress import format_duration
+from app_pages.training.spark_choice import where_to_train
 from app_pages.widgets.model_picker import require_classifier
 from app_pages.widgets.settings import app_settings
 from core.engine.classifier import ClipClassifier
@@ -39,6 +40,7 @@ def training_settings(path: str, columns: ColumnChoice, data: LabelledData) -> F
     probe = method == METHOD_PROBE
     spec_args = probe_settings(columns) if probe else contrastive_settings()
     validation, seed = split_settings()
+    spark_args = where_to_train()
     name = st.text_input("Name of the trained model", key="ft_name", placeholder="e.g. shoes-probe")
     try:
         spec = FinetuneSpec(
@@ -55,6 +57,7 @@ def training_settings(path: str, columns: ColumnChoice, data: LabelledData) -> F
             data_name=st.session_state.get(DATA_NAME_KEY, ""),
             embeddings_job=st.session_state.get(EMBEDDINGS_JOB_KEY, ""),
             **spec_args,
+            **spark_args,
         ).checked()
     except (TrainingError, ModelNameError) as exc:
         st.warning(str(exc))

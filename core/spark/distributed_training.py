@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,7 @@ from core.training.contrastive_method import ContrastiveMethod
 from core.training.data import TrainingExamples
 from core.training.job import FinetuneFolder, FinetuneSpec, FinetuneState
 from core.training.tracker import RunTracker
-from core.training.trainers import TrainingCancelled
+from core.training.trainers import ContrastiveTrainer, TrainingCancelled
 
 STATE_FIELDS = ("epoch", "step", "steps_total", "loss", "val_accuracy", "best_epoch", "message")
 
@@ -133,7 +133,10 @@ class RankContrastiveMethod(ContrastiveMethod):
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.min_batch = 2 * self.world  # every rank's share needs two images
 
-    def _new_trainer(self, wrap: Any = None) -> Any:
+    def _new_trainer(
+        self, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+    ) -> ContrastiveTrainer:
+        """The single-machine trainer, its training step wrapped in DDP."""
         return super()._new_trainer(wrap=self._parallel)
 
     def _parallel(self, module: torch.nn.Module) -> torch.nn.Module:

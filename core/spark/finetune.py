@@ -15,10 +15,12 @@ is; otherwise one is started on the spec's master for the distributor's run and 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from core.training.tracker import Report, RunTracker
 from core.training.trainers import TrainingCancelled, TrainingError, copy_model
 
 _FOLLOW_SECONDS = 0.5
+_ERROR_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?(?:[A-Za-z_]\w*\.)*(\w*(?:Error|Exception)): (.+)$")
 
 
 @dataclass(frozen=True)
@@ -65,15 +68,16 @@ class SparkLaunch:
         require_pyspark()
         from pyspark.ml.torch.distributor import TorchDistributor
 
+        output = _Tail()
         with _session(self.master), _own_temporary_folder(self.local):
             distributor = TorchDistributor(
                 num_processes=self.num_processes, local_mode=self.local, use_gpu=self.use_gpu
             )
             try:
-                with redirect_stdout(sys.stderr):
+                with redirect_stdout(output):
                     answer = distributor.run(function, *args)
             except RuntimeError as exc:
-                raise TrainingError(f"Training on Spark failed: {_last_line(exc)}") from exc
+                raise TrainingError(f"Training on Spark failed: {output.error(exc)}") from exc
         if answer is None:
             raise TrainingError("Training on Spark returned no result; see the job's log.")
         return answer
@@ -112,10 +116,27 @@ def _own_temporary_folder(local: bool) -> Iterator[None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _last_line(exc: Exception) -> str:
-    """The last line of torchrun's output that says something (the error, usually)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1][:300] if lines else type(exc).__name__
+class _Tail:
+    """Where torchrun's output goes while it runs: on to stderr (stdout is the command's),
+    its last lines kept to say why it failed."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=400)
+
+    def write(self, text: str) -> int:
+        self.lines.extend(text.splitlines())
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def error(self, exc: Exception) -> str:
+        """The first error a process raised (`ValueError: ...`), else the distributor's own."""
+        for line in [*self.lines, *str(exc).splitlines()]:
+            found = _ERROR_LINE.match(line.strip())
+            if found and found.group(1) != "ChildFailedError":
+                return f"{found.group(1)}: {found.group(2)}"[:300]
+        return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
 
 
 def _on_cpu(model: torch.nn.Module) -> torch.nn.Module:

@@ -157,8 +157,10 @@ def stop_session(session: SparkSession) -> None:
 
 @contextmanager
 def spark_session(master: str, app_name: str = "CLIP Labeler") -> Iterator[SparkSession]:
-    """A session for one command: started, then stopped with its scratch folder removed."""
+    """A session for one command: started, then stopped with its scratch folder removed (and
+    this process's temporary folder setting as it was)."""
     scratch = Path(tempfile.mkdtemp(prefix="cliplab-spark-"))
+    tmpdir = os.environ.get("TMPDIR")
     try:
         session = start_session(master, scratch, app_name)
         try:
@@ -166,4 +168,8 @@ def spark_session(master: str, app_name: str = "CLIP Labeler") -> Iterator[Spark
         finally:
             stop_session(session)
     finally:
+        if tmpdir is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = tmpdir
         shutil.rmtree(scratch, ignore_errors=True)
