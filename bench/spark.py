@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,42 @@ from core.spark.bulk_job import SparkBulkJob  # noqa: E402
 from core.spark.input_frame import read_input  # noqa: E402
 from core.spark.outputs import OutputPaths  # noqa: E402
 from core.spark.session import start_session, stop_session  # noqa: E402
+
+
+def worker_rss_mb() -> dict[int, float]:
+    """Resident memory (MB) of each Spark Python worker process on this machine."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            if b"pyspark.daemon" not in command and b"pyspark.worker" not in command:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    found[int(entry.name)] = int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return found
+
+
+class WorkerMemory:
+    """The largest resident memory of any one Spark Python worker while active."""
+
+    def __enter__(self) -> WorkerMemory:
+        self.peak, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max([self.peak, *worker_rss_mb().values()])
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def spark_variant(master: str, args, classifier, folder: Path, server, labels, work: Path) -> dict:
@@ -58,12 +95,14 @@ def spark_variant(master: str, args, classifier, folder: Path, server, labels, w
                 batch_size=args.batch_size, workers=args.workers,
             )
             began = time.perf_counter()
-            data = read_input(spark, str(source))
-            job = SparkBulkJob(spark, spec, settings, classifier, args.partitions)
-            run = job.run(data.frame, tuple(data.info.columns), data.info.rows,
-                          OutputPaths(str(scratch / f"{job_name}.parquet")))
+            with WorkerMemory() as memory:
+                data = read_input(spark, str(source))
+                job = SparkBulkJob(spark, spec, settings, classifier, args.partitions)
+                run = job.run(data.frame, tuple(data.info.columns), data.info.rows,
+                              OutputPaths(str(scratch / f"{job_name}.parquet")))
             assert run.failed == 0, run
             figures[f"{job_name}_s"] = time.perf_counter() - began
+            figures["worker_mb"] = max(figures.get("worker_mb", 0.0), memory.peak)
     finally:
         stop_session(spark)
     figures["rate"] = args.images / figures["second_s"]
@@ -112,8 +151,8 @@ def print_table(results: dict[str, list[dict]], args: argparse.Namespace) -> Non
         f"\n{args.images} images, 196 categories, batch {args.batch_size}, {args.partitions} "
         f"partitions, {args.rounds} round(s), medians\n"
         "| variant | session start s | first job s | first-job fixed cost s | warm img/s "
-        "| / single |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
-        f"| single machine | - | - | - | {single:.1f} | 1.00 |"
+        "| / single | peak MB per worker |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        f"| single machine | - | - | - | {single:.1f} | 1.00 | - |"
     )
     for master, rows in results.items():
         if master == "single":
@@ -121,7 +160,8 @@ def print_table(results: dict[str, list[dict]], args: argparse.Namespace) -> Non
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         print(
             f"| Spark {master} | {med['session_s']:.1f} | {med['first_s']:.1f} "
-            f"| {med['first_fixed_s']:.1f} | {med['rate']:.1f} | {med['ratio']:.2f} |"
+            f"| {med['first_fixed_s']:.1f} | {med['rate']:.1f} | {med['ratio']:.2f} "
+            f"| {med['worker_mb']:.0f} |"
         )
 
 
