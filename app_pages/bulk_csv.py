@@ -21,6 +21,12 @@ from app_pages.bulk.running import (
     resume_button,
     show_running_elsewhere,
 )
+from app_pages.bulk.spark_run import (
+    runs_on_spark_now,
+    spark_note,
+    spark_progress,
+    spark_start_button,
+)
 from app_pages.bulk.text_choice import describe_text_use, product_text_choice
 from app_pages.widgets.model_picker import require_classifier
 from core.bulk.csv_input import CsvInputError, inspect_csv, preview
@@ -62,8 +68,9 @@ def configure_and_start(folder: JobFolder) -> None:
         )
         workers = st.number_input("Parallel downloads", 1, 64, 16, key="bulk_workers")
     unusable = label_sets is None or text is None
-    if st.button("Start labelling", type="primary", disabled=unusable, key="bulk_start"):
-        spec = JobSpec(
+
+    def make_spec() -> JobSpec:
+        return JobSpec(
             input_csv=str(folder.input_path),
             url_column=url_column,
             label_sets=label_sets,
@@ -75,9 +82,12 @@ def configure_and_start(folder: JobFolder) -> None:
             text_mode=text.mode,
             text_weight=text.weight,
         ).with_input_fingerprint()
-        folder.write_spec(spec)
+
+    if st.button("Start labelling", type="primary", disabled=unusable, key="bulk_start"):
+        folder.write_spec(make_spec())
         background_jobs().start(folder, classifier, job_fetch_options(classifier))
         st.rerun()
+    spark_start_button(folder, make_spec, unusable)
 
 
 def show_job(folder: JobFolder) -> None:
@@ -87,10 +97,13 @@ def show_job(folder: JobFolder) -> None:
     names = ", ".join(f"{s.name} ({len(s.labels)})" for s in spec.label_sets)
     st.caption(
         f"Job {folder.id} · URL column '{spec.url_column}' · label sets: {names}"
-        f"{describe_text_use(spec)}"
+        f"{describe_text_use(spec)}{spark_note(folder)}"
     )
     if background_jobs().is_running(folder):
         live_progress(folder)
+        return
+    if runs_on_spark_now(folder):
+        spark_progress(folder)
         return
     if running_elsewhere(state):
         show_running_elsewhere(folder, state)

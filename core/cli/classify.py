@@ -45,6 +45,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
     """Label every row of a CSV of image URLs or paths, or every image under a folder;
     resumable; progress with tqdm."""
     settings = load_settings()
+    if args.spark_job:
+        from core.cli.classify_spark import cmd_spark_job
+
+        return cmd_spark_job(args.spark_job, settings)
+    if not args.output:
+        raise CliError("--output must be given: where to write the labelled CSV.")
     if args.spark is not None or args.retry_failed:
         from core.cli.classify_spark import cmd_classify_spark
 

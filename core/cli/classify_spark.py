@@ -100,6 +100,19 @@ def _progress(spark: SparkSession) -> Iterator[None]:
             yield
 
 
+def cmd_spark_job(path: str, settings: Settings) -> int:
+    """A job folder the Bulk CSV page made, run on its Spark master (in the background)."""
+    from core.bulk.jobs import JobFolder
+    from core.spark.job_folder import run_on_spark
+
+    folder = JobFolder(path)
+    if not folder.exists():
+        raise CliError(f"'{path}' is not a bulk job folder.")
+    state = run_on_spark(folder, settings)
+    print(f"{state.message}: {plural(state.rows_done, 'row')}", file=sys.stderr)
+    return 0
+
+
 def _checked_model(spec: JobSpec, settings: Settings) -> ClipClassifier:
     """The job's model, once it is known to label the job's sets (and text) as asked."""
     classifier = load_model(spec.model, settings)

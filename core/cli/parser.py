@@ -86,7 +86,7 @@ def add_classify_arguments(commands: argparse._SubParsersAction) -> None:
         help="a saved label set's name, or a .txt or .csv of labels; repeat for several label "
         "sets (e.g. category, colour)",
     )
-    classify.add_argument("--output", required=True, help="where to write the labelled CSV")
+    classify.add_argument("--output", help="where to write the labelled CSV (required)")
     classify.add_argument("--url-column", help="column with the image URLs (default: detected)")
     classify.add_argument("--model", help=MODEL_HELP)
     classify.add_argument(
@@ -137,6 +137,7 @@ def add_spark_classify_arguments(classify: argparse.ArgumentParser) -> None:
         metavar="PREVIOUS_OUT",
         help="Spark: label again only the rows of a previous output that failed, merged back",
     )
+    classify.add_argument("--spark-job", help=argparse.SUPPRESS)  # a job folder the page made
 
 
 def add_finetune_arguments(commands: argparse._SubParsersAction) -> None:

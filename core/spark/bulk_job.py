@@ -70,8 +70,12 @@ class SparkBulkJob:
         settings: Settings,
         classifier: ClipClassifier,
         partitions: int | None = None,
+        allow_local_files: bool = True,
     ) -> None:
+        """`allow_local_files`: whether the image column may name files (the command line's
+        jobs) or only URLs (the web page's)."""
         self.spark, self.spec, self.partitions = spark, spec, partitions
+        self.allow_local_files = allow_local_files
         context = spark.sparkContext
         if is_local(context.master):
             settings = replace(settings, data_dir=settings.data_dir.resolve())
@@ -92,6 +96,7 @@ class SparkBulkJob:
             self.embeddings,
             context.accumulator([], PidList()),
             self.threads,
+            self.allow_local_files,
         )
         partitions = self.partitions or max(
             2 * context.defaultParallelism, math.ceil(count / ROWS_PER_PARTITION)

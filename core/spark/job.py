@@ -38,6 +38,7 @@ class SparkLabelJob:
     label_embeddings: Any  # Broadcast[LabelEmbeddings]: the driver's encoding of the labels
     loads: Any  # Accumulator[list[int]]: the pid of each worker process that loaded the model
     threads: int = 1  # torch threads per worker (spark.task.cpus)
+    allow_local_files: bool = True  # the command line reads paths too; a page's job never
 
     @property
     def layout(self) -> OutputLayout:

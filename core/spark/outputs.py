@@ -124,17 +124,19 @@ def write_csv(rows: Iterable, columns: list[str], number_columns: list[str], tar
             writer = csv.writer(handle)
             writer.writerow([neutralise(c) for c in columns])
             for row in rows:
-                writer.writerow([_cell(value, i in numbers) for i, value in enumerate(row)])
+                writer.writerow([csv_cell(value, i in numbers) for i, value in enumerate(row)])
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _cell(value: object, number: bool) -> str:
-    """One CSV cell as the single-machine job writes it."""
+def csv_cell(value: object, number: bool, neutral: bool = True) -> str:
+    """One cell as the single-machine job writes it: a confidence with four decimals, text
+    made safe for spreadsheets (`neutral`: as `classify` delivers it; off: as a job folder's
+    results.csv holds it)."""
     if value is None:
         return ""
     if number:
         return f"{value:.4f}"
-    return neutralise(str(value))
+    return neutralise(str(value)) if neutral else str(value)

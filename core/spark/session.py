@@ -128,11 +128,26 @@ def start_session(master: str, scratch: Path, app_name: str = "CLIP Labeler") ->
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in session_config(master, scratch).items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - Spark's own errors, as one sentence
+        raise SparkUnavailable(
+            f"Spark could not start on '{master}' (check the master's address and Java 17): "
+            f"{_first_line(exc)}"
+        ) from None
     session.sparkContext.setLogLevel("ERROR")
     if not is_local(master):
         session.sparkContext.addPyFile(str(project_zip(scratch)))
     return session
+
+
+def _first_line(exc: Exception) -> str:
+    """The gist of a Spark start-up error (its Java stack trace left out)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "Exception:" in line or "Error:" in line:
+            return line.split(":", 1)[1].strip()[:300]
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def stop_session(session: SparkSession) -> None:

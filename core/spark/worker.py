@@ -70,7 +70,7 @@ def label_partition(frames: Iterator[pd.DataFrame], job: SparkLabelJob) -> Itera
         return
     classifier = worker_classifier(job)
     options = FetchOptions.from_settings(
-        job.settings, min_size=classifier.input_size, allow_local_files=True
+        job.settings, min_size=classifier.input_size, allow_local_files=job.allow_local_files
     )
     fetcher = ImageFetcher(options, pool_size=job.spec.workers)
     stream = RowStream(job.spec, classifier, fetcher)
