@@ -55,6 +55,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
         from core.cli.classify_spark import cmd_classify_spark
 
         return cmd_classify_spark(args, settings)
+    return _classify_here(args, settings)
+
+
+def _classify_here(args: argparse.Namespace, settings: Settings) -> int:
+    """The job on this machine, as a job folder that --resume continues."""
     if not args.input:
         raise CliError("--input must be given: a CSV of image URLs or a folder of images.")
     if (args.batch_size is not None and args.batch_size < 1) or args.workers < 1 or args.top_k < 1:
