@@ -4,9 +4,9 @@ base model's image embeddings for the linear probe, shared out by rank.
 
 Every rank receives the same job (pickled by TorchDistributor) and:
 - trains on its share of every batch: the epoch's shuffled order is the same on every rank
-  (same seed), each batch of `batch_size` images is dealt out by rank, and DDP averages the
-  gradients, so a step is one step of the single-machine run over the same images (the loss
-  shown is the ranks' mean; each rank's contrastive loss compares its own share's images);
+  (same seed), each batch of `batch_size` images is dealt out by rank, every rank computes the
+  whole batch's loss from all shares' embeddings (GatheredBatch), and DDP averages the
+  gradients, so a step is the single-machine run's step over the same images;
 - classifies its share of the validation images; the predictions are summed across ranks
   (all_reduce), so every rank computes the same accuracy and EarlyStopping stops every rank
   after the same epoch;
@@ -131,7 +131,7 @@ class RankContrastiveMethod(ContrastiveMethod):
     ) -> None:
         super().__init__(tracker, spec, base, Path(), examples, pixels)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.min_batch = 2 * self.world  # every rank's share needs two images
+        self.min_batch = max(2, self.world)  # every rank's share needs an image
 
     def _new_trainer(
         self, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
@@ -145,10 +145,12 @@ class RankContrastiveMethod(ContrastiveMethod):
         return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
     def _train_step(self, batch: list[int]) -> float:
-        loss = torch.tensor([super()._train_step(batch[self.rank :: self.world])])
-        loss = loss.to(self.base.device)
-        dist.all_reduce(loss)
-        return float(loss.item()) / self.world
+        """This rank's share of the step on `batch`: the loss over the whole batch (every
+        share's embeddings gathered), the same on every rank."""
+        shares = [batch[rank :: self.world] for rank in range(self.world)]
+        mine = shares[self.rank]
+        shared = GatheredBatch([self.texts[i] for share in shares for i in share], shares, self)
+        return self.trainer.step(self.pixels[mine], [self.texts[i] for i in mine], shared)
 
     def _classify_validation(self) -> list[str]:
         val, classes = self.examples.val_idx, self.examples.classes
@@ -173,6 +175,31 @@ class RankContrastiveMethod(ContrastiveMethod):
         self.__dict__.pop("trainer", None)
         self.__dict__.pop("model", None)
         gc.collect()
+
+
+class GatheredBatch:
+    """A rank's share of a batch (see core/training/trainers.py BatchShare): the embeddings of
+    every share, padded to one size for all_gather, this rank's own kept with their gradients.
+    Each rank's embeddings get their gradient on that rank only, so the loss is weighted by the
+    number of ranks; the temperature, which every rank sees whole, passes on its gradient
+    divided by it. DDP's average of the ranks' gradients is then the whole batch's gradient,
+    as on one machine."""
+
+    def __init__(self, texts: list[str], shares: list[list[int]], method: RankContrastiveMethod):
+        self.texts, self.sizes = texts, [len(share) for share in shares]
+        self.rank, self.gradient_weight = method.rank, float(method.world)
+
+    def gather(self, embeddings: torch.Tensor) -> torch.Tensor:
+        longest = max(self.sizes)
+        padded = torch.nn.functional.pad(embeddings, (0, 0, 0, longest - len(embeddings)))
+        parts = [torch.empty_like(padded) for _ in self.sizes]
+        dist.all_gather(parts, padded.detach().contiguous())
+        parts[self.rank] = padded
+        return torch.cat([part[:size] for part, size in zip(parts, self.sizes, strict=True)])
+
+    def temperature(self, scale: torch.Tensor) -> torch.Tensor:
+        """The same value, its gradient divided by the number of ranks."""
+        return scale.detach() + (scale - scale.detach()) / self.gradient_weight
 
 
 def train_on_rank(job: RankJob) -> dict:

@@ -18,6 +18,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -166,6 +167,19 @@ class ImageTextPairs(torch.nn.Module):
         return images, text, self.model.logit_scale.exp().clamp(max=100.0)
 
 
+class BatchShare(Protocol):
+    """One process's share of a batch trained by several (core/spark/distributed_training.py):
+    the whole batch's texts, every share's embeddings gathered in that order (this share's
+    with their gradients), and the factor that makes the averaged gradients the whole batch's."""
+
+    texts: Sequence[str]
+    gradient_weight: float
+
+    def gather(self, embeddings: torch.Tensor) -> torch.Tensor: ...
+
+    def temperature(self, scale: torch.Tensor) -> torch.Tensor: ...
+
+
 class ContrastiveTrainer:
     """Fine-tunes a CLIPModel in place; keeps a copy of the best weights seen."""
 
@@ -205,14 +219,23 @@ class ContrastiveTrainer:
         )
         return {k: v.to(self.device) for k, v in tokens.items()}
 
-    def step(self, pixels: torch.Tensor, texts: Sequence[str]) -> float:
-        """One optimisation step on a batch; returns its loss."""
+    def step(
+        self, pixels: torch.Tensor, texts: Sequence[str], shared: BatchShare | None = None
+    ) -> float:
+        """One optimisation step on a batch; returns its loss. With `shared`, this process
+        holds one share of the batch (Spark): the loss is the whole batch's, computed from every
+        share's embeddings, so the step equals the single-machine one."""
         self.pairs.train()
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
             images, text, scale = self.pairs(pixels.to(self.device), self._tokens(texts))
-            loss = contrastive_loss(images.float(), text.float(), texts, scale)
+            images, text = images.float(), text.float()
+            if shared is not None:
+                images, text, texts = shared.gather(images), shared.gather(text), shared.texts
+                scale = shared.temperature(scale)
+            loss = contrastive_loss(images, text, texts, scale)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        weight = shared.gradient_weight if shared is not None else 1.0
+        self.scaler.scale(loss * weight).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return float(loss.detach())

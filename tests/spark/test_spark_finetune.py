@@ -155,6 +155,13 @@ def test_contrastive_training_on_two_processes_matches_a_run_on_one_machine(
     one, alone = run_job(app_env, tmp_path / "one", name="colours-one", **base)
     assert alone.status == "finished"
     assert_like_one_machine(folder, one, app_env / "models")
+    # the same steps as on one machine: every rank's loss is the whole batch's, and DDP's
+    # averaged gradient the whole batch's gradient
+    one_steps = [e["loss"] for e in one.progress() if e["kind"] == "step"]
+    assert one_steps == pytest.approx([e["loss"] for e in steps], rel=1e-3, abs=1e-4)
+    one_epochs = [e["val_accuracy"] for e in one.progress() if e["kind"] == "epoch"]
+    assert one_epochs == [e["val_accuracy"] for e in epochs]
+    assert alone.best_epoch == state.best_epoch
 
     trained = load_named_model("colours-spark", load_settings())
     images = [Image.new("RGB", (40, 40), rgb) for rgb in COLOURS.values()]
@@ -162,6 +169,10 @@ def test_contrastive_training_on_two_processes_matches_a_run_on_one_machine(
     assert [sorted(s.label for s in scores) for scores in labelled] == [sorted(COLOURS)] * 3
     untrained = load_named_model(str(tiny_model_dir), load_settings())
     assert not torch.allclose(trained.encode_images(images), untrained.encode_images(images))
+    on_one_machine = load_named_model("colours-one", load_settings())
+    assert torch.allclose(
+        trained.encode_images(images), on_one_machine.encode_images(images), atol=1e-4
+    )
 
 
 def test_a_cancel_stops_every_process_and_saves_no_model(spark, app_env, tmp_path, tiny_model_dir):
