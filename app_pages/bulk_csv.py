@@ -26,6 +26,7 @@ from app_pages.bulk.spark_run import (
     spark_note,
     spark_progress,
     spark_start_button,
+    spark_stopped,
 )
 from app_pages.bulk.text_choice import describe_text_use, product_text_choice
 from app_pages.widgets.model_picker import require_classifier
@@ -104,6 +105,8 @@ def show_job(folder: JobFolder) -> None:
         return
     if runs_on_spark_now(folder):
         spark_progress(folder)
+        return
+    if spark_stopped(folder):
         return
     if running_elsewhere(state):
         show_running_elsewhere(folder, state)

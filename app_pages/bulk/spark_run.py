@@ -9,7 +9,9 @@ import streamlit as st
 
 from app_pages.widgets.settings import app_settings
 from core.bulk.jobs import JobFolder, JobSpec, running_elsewhere
-from core.spark.job_folder import spark_master_of, start_on_spark
+from core.spark.job_folder import spark_master_of, start_on_spark, stop_spark_job
+
+SPARK_STOPPING = "bulk_spark_stopping"  # ids of Spark jobs whose Stop was pressed here
 
 
 def spark_start_button(folder: JobFolder, make_spec: Callable[[], JobSpec], disabled: bool) -> None:
@@ -48,4 +50,26 @@ def spark_progress(folder: JobFolder) -> None:
         "Spark is labelling this job in its own process: leave or refresh the page as you "
         "like; the results appear here when it ends."
     )
-    st.progress(0.0, text=state.message or "Starting Spark…")
+    stopping = folder.id in st.session_state.setdefault(SPARK_STOPPING, set())
+    text = "Stopping Spark…" if stopping else (state.message or "Starting Spark…")
+    st.progress(0.0, text=text)
+    st.button("Stop", key="bulk_spark_stop", disabled=stopping, on_click=_stop, args=(folder,))
+
+
+def _stop(folder: JobFolder) -> None:
+    stop_spark_job(folder)
+    st.session_state.setdefault(SPARK_STOPPING, set()).add(folder.id)
+
+
+def spark_stopped(folder: JobFolder) -> bool:
+    """For a job whose Spark run was stopped: says so and offers to run it on Spark again;
+    False for any other job."""
+    master, state = spark_master_of(folder), folder.state()
+    if master is None or state is None or state.status != "stopped":
+        return False
+    st.warning("The Spark run was stopped before the end, so nothing was written.")
+    if st.button(f"Run on Spark again ({master})", type="primary", key="bulk_spark_again"):
+        st.session_state.setdefault(SPARK_STOPPING, set()).discard(folder.id)
+        start_on_spark(folder, master)
+        st.rerun()
+    return True

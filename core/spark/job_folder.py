@@ -13,15 +13,17 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from core.bulk.columns import OutputLayout
 from core.bulk.csv_input import inspect_csv
-from core.bulk.jobs import JobFolder, JobState
+from core.bulk.jobs import JobFolder, JobState, running_elsewhere
 from core.config import Settings
 from core.embeddings.store import EmbeddingWriter, ModelIdentity
 from core.errors import UserError, plural
@@ -30,6 +32,7 @@ from core.spark.outputs import OutputPaths, csv_cell
 from core.spark.session import PROJECT_ROOT
 
 SPARK_FILE = "spark.json"
+STOPPED = "Stopped before the end; nothing was written"
 PARQUET = "spark.parquet"
 
 
@@ -60,19 +63,46 @@ def start_on_spark(folder: JobFolder, master: str) -> int:
     return process.pid
 
 
+class SparkJobStopped(Exception):
+    """The person stopped the job (its process got SIGTERM)."""
+
+
+_STOP = threading.Event()  # set by SIGTERM: whatever error follows is the stop's doing
+
+
+def _stop_requested(*_: object) -> None:
+    _STOP.set()
+    raise SparkJobStopped  # interrupts what Spark is doing (py4j may re-raise it as its own)
+
+
+def stop_spark_job(folder: JobFolder) -> None:
+    """Ask the process running the job on Spark to stop (it stops Spark, then ends)."""
+    state = folder.state()
+    if state is not None and state.pid and running_elsewhere(state):
+        os.kill(state.pid, signal.SIGTERM)
+
+
 def run_on_spark(folder: JobFolder, settings: Settings) -> JobState:
     """Label the folder's rows on its Spark master and write its results (the process that
-    start_on_spark starts); a problem ends the job as failed, in one sentence."""
+    start_on_spark starts); a problem ends the job as failed, in one sentence; SIGTERM stops
+    Spark and ends the job as stopped, with nothing written."""
     state = folder.state() or JobState()
     state.status, state.pid = "running", os.getpid()
     folder.write_state(state)
+    previous = signal.signal(signal.SIGTERM, _stop_requested)
     try:
         return _run(folder, settings, state)
     except Exception as exc:
+        if _STOP.is_set():
+            state.status, state.message = "stopped", STOPPED
+            folder.write_state(state)
+            return state
         state.status = "failed"
         state.message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         folder.write_state(state)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(folder: JobFolder, settings: Settings, state: JobState) -> JobState:

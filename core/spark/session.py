@@ -155,7 +155,10 @@ def stop_session(session: SparkSession) -> None:
     from pyspark import SparkContext
 
     gateway: Any = SparkContext._gateway
-    session.stop()
+    try:
+        session.stop()
+    except Exception:  # noqa: BLE001 - a broken connection: the JVM is ended below anyway
+        pass
     if gateway is None:
         return
     process = getattr(gateway, "proc", None)

@@ -5,6 +5,7 @@ page's own run of the same job. Run alone with `pytest -m spark`."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from core.bulk.runner import server_fetch_options
 from core.config import load_settings
 from core.embeddings.store import EmbeddingStore
 from core.fetch.download import ImageFetcher
-from core.spark.job_folder import spark_master_of
+from core.spark.job_folder import STOPPED, spark_master_of
 from tests.conftest import ROOT
 from tests.images import image_bytes
 
@@ -111,3 +112,49 @@ def test_a_spark_job_that_cannot_start_fails_in_one_sentence(app_env, image_serv
     assert "\n" not in state.message
     at.run()
     assert any(e.value.startswith("The job failed: Spark could not start") for e in at.error)
+
+
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def java_processes() -> set[int]:
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            program = entry.read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        if program.endswith(b"/java") and alive(int(entry.parent.name)):
+            found.add(int(entry.parent.name))
+    return found
+
+
+def test_stop_ends_the_spark_run_and_it_can_run_on_spark_again(app_env, image_server, monkeypatch):
+    monkeypatch.setenv("CLIPLAB_SPARK_MASTER", "local[2]")
+    at = fill_in(bulk_page(), products_csv(image_server, rows=6))
+    before = java_processes()
+    at.button(key="bulk_spark_start").click().run()
+    [job] = [j for j in list_jobs(app_env) if j.exists()]
+    deadline = time.monotonic() + 90
+    while not (job.state().message or "").startswith("Labelling on Spark"):
+        assert time.monotonic() < deadline, job.state()
+        time.sleep(0.2)
+    pid = job.state().pid
+    at.run()
+    assert any("Labelling on Spark local[2]" in str(b.proto) for b in at.get("progress"))
+    at.button(key="bulk_spark_stop").click().run()  # the page's Stop
+    wait_for(job, 60)
+    assert (job.state().status, job.state().message) == ("stopped", STOPPED)
+    deadline = time.monotonic() + 30
+    while alive(pid) or java_processes() - before:
+        assert time.monotonic() < deadline, "the Spark process or its JVM is still running"
+        time.sleep(0.2)
+    assert not job.results_path.exists()
+    at.run()
+    assert any("stopped before the end" in w.value for w in at.warning)
+    assert at.button(key="bulk_spark_again").label == "Run on Spark again (local[2])"
