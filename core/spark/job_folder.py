@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,7 @@ def _run(folder: JobFolder, settings: Settings, state: JobState) -> JobState:
         model = ModelIdentity(classifier.name, classifier.vision_digest, classifier.embedding_dim)
         rows = spark.read.parquet(str(folder.path / PARQUET)).orderBy(ROW_INDEX)
         write_results(folder, rows.toLocalIterator(prefetchPartitions=True), header, kept, model)
+    shutil.rmtree(folder.path / PARQUET, ignore_errors=True)  # all of it is in the folder now
     seconds = time.perf_counter() - started
     state.status, state.rows_done, state.rows_failed = "finished", run.rows, run.failed
     state.results_bytes = folder.results_path.stat().st_size
