@@ -14,11 +14,8 @@ is; otherwise one is started on the spec's master for the distributor's run and 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sys
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -32,7 +29,7 @@ import torch
 from core.config import Settings
 from core.engine.classifier import ClipClassifier
 from core.spark.distributed_training import EmbedJob, RankJob, embed_on_rank, train_on_rank
-from core.spark.session import is_local, require_pyspark, spark_session
+from core.spark.session import is_local, require_pyspark, spark_session, temporary_folder
 from core.training.contrastive_method import ContrastiveMethod
 from core.training.job import FinetuneFolder, FinetuneSpec, FinetuneState
 from core.training.run import TrainingMethods, run_finetune
@@ -103,17 +100,8 @@ def _own_temporary_folder(local: bool) -> Iterator[None]:
     if not local:
         yield
         return
-    folder = tempfile.mkdtemp(prefix="cliplab-torchrun-")
-    previous = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = folder
-    try:
+    with temporary_folder("cliplab-torchrun-", as_tmpdir=True):
         yield
-    finally:
-        if previous is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = previous
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 class _Tail:

@@ -174,20 +174,30 @@ def stop_session(session: SparkSession) -> None:
 
 
 @contextmanager
+def temporary_folder(prefix: str, as_tmpdir: bool = False) -> Iterator[Path]:
+    """A new temporary folder, removed at the end, with this process's TMPDIR as it was before
+    (`as_tmpdir`: TMPDIR names the folder meanwhile, for the processes started in it)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    previous = os.environ.get("TMPDIR")
+    if as_tmpdir:
+        os.environ["TMPDIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if previous is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
 def spark_session(master: str, app_name: str = "CLIP Labeler") -> Iterator[SparkSession]:
     """A session for one command: started, then stopped with its scratch folder removed (and
     this process's temporary folder setting as it was)."""
-    scratch = Path(tempfile.mkdtemp(prefix="cliplab-spark-"))
-    tmpdir = os.environ.get("TMPDIR")
-    try:
+    with temporary_folder("cliplab-spark-") as scratch:
         session = start_session(master, scratch, app_name)
         try:
             yield session
         finally:
             stop_session(session)
-    finally:
-        if tmpdir is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = tmpdir
-        shutil.rmtree(scratch, ignore_errors=True)
